@@ -1,0 +1,90 @@
+"""anyio_llmreq: send requests to LLM servers and measure TTFT, ITL, TPOT and latency.
+
+Works under asyncio, uvloop and trio. ``ASYNC_REQUEST_FUNCS``, ``RequestFuncInput`` and
+``RequestFuncOutput`` are drop-in replacements for vLLM's ``backend_request_func``;
+``Client`` is the typed API for harnesses.
+"""
+
+from .__version__ import __version__ as __version__
+from ._client import Client as Client
+from ._client import ResponseStream as ResponseStream
+from ._client import TimedDelta as TimedDelta
+from ._compat import ASYNC_REQUEST_FUNCS as ASYNC_REQUEST_FUNCS
+from ._compat import OPENAI_COMPATIBLE_BACKENDS as OPENAI_COMPATIBLE_BACKENDS
+from ._compat import RequestFunc as RequestFunc
+from ._compat import (
+    async_request_openai_chat_completions as async_request_openai_chat_completions,
+)
+from ._compat import async_request_openai_completions as async_request_openai_completions
+from ._engine import Timeouts as Timeouts
+from ._exceptions import ConfigError as ConfigError
+from ._exceptions import EmptyResponseError as EmptyResponseError
+from ._exceptions import HTTPStatusError as HTTPStatusError
+from ._exceptions import LLMReqError as LLMReqError
+from ._exceptions import RequestError as RequestError
+from ._exceptions import RequestTimeout as RequestTimeout
+from ._exceptions import ServerReportedError as ServerReportedError
+from ._exceptions import StreamProtocolError as StreamProtocolError
+from ._exceptions import TransportError as TransportError
+from ._models import Accumulator as Accumulator
+from ._models import Completion as Completion
+from ._models import EndDelta as EndDelta
+from ._models import ErrorDelta as ErrorDelta
+from ._models import FinalTextDelta as FinalTextDelta
+from ._models import ReasoningDelta as ReasoningDelta
+from ._models import RequestFuncInput as RequestFuncInput
+from ._models import RequestFuncOutput as RequestFuncOutput
+from ._models import RequestSpec as RequestSpec
+from ._models import SSEEvent as SSEEvent
+from ._models import TextDelta as TextDelta
+from ._models import ToolCallDelta as ToolCallDelta
+from ._models import UsageDelta as UsageDelta
+from ._sse import SSEDecoder as SSEDecoder
+from .backends import Backend as Backend
+from .backends import OpenAIChat as OpenAIChat
+from .backends import OpenAICompletions as OpenAICompletions
+from .backends import backend_names as backend_names
+from .backends import get_backend as get_backend
+from .backends import register_backend as register_backend
+
+__all__ = (
+    "ASYNC_REQUEST_FUNCS",
+    "OPENAI_COMPATIBLE_BACKENDS",
+    "Accumulator",
+    "Backend",
+    "Client",
+    "Completion",
+    "ConfigError",
+    "EmptyResponseError",
+    "EndDelta",
+    "ErrorDelta",
+    "FinalTextDelta",
+    "HTTPStatusError",
+    "LLMReqError",
+    "OpenAIChat",
+    "OpenAICompletions",
+    "ReasoningDelta",
+    "RequestError",
+    "RequestFunc",
+    "RequestFuncInput",
+    "RequestFuncOutput",
+    "RequestSpec",
+    "RequestTimeout",
+    "ResponseStream",
+    "SSEDecoder",
+    "SSEEvent",
+    "ServerReportedError",
+    "StreamProtocolError",
+    "TextDelta",
+    "TimedDelta",
+    "Timeouts",
+    "ToolCallDelta",
+    "TransportError",
+    "UsageDelta",
+    "__version__",
+    "async_request_openai_chat_completions",
+    "async_request_openai_completions",
+    "backend_names",
+    "get_backend",
+    "register_backend",
+)

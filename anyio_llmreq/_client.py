@@ -1,0 +1,244 @@
+"""The typed client harnesses embed: ``send`` one request, or ``stream`` timed deltas."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+
+import anyio
+import attrs
+import httpx
+
+from ._engine import (
+    Exchange,
+    Timeouts,
+    arrival_clock,
+    build_http_request,
+    check_status,
+    is_event_stream,
+)
+from ._exceptions import ConfigError, RequestTimeout
+from ._models import Delta, RequestFuncInput, RequestFuncOutput
+from .backends._base import Backend, api_key_from_env
+from .backends._registry import get_backend
+
+__all__ = ["Client", "ResponseStream", "TimedDelta", "default_transport"]
+
+
+def default_transport(verify: bool | ssl.SSLContext = True) -> httpx.AsyncBaseTransport:
+    """The transport a ``Client`` uses unless given one."""
+    return httpx.AsyncHTTPTransport(
+        verify=verify,
+        limits=httpx.Limits(
+            max_connections=None, max_keepalive_connections=None, keepalive_expiry=60.0
+        ),
+    )
+
+
+@attrs.frozen
+class TimedDelta:
+    """A delta and the ``perf_counter`` time its bytes arrived."""
+
+    time: float
+    delta: Delta
+
+
+@attrs.define(eq=False)
+class ResponseStream:
+    """The deltas of one response as they arrive; ``output`` once iteration ends."""
+
+    _exchange: Exchange
+    _response: httpx.Response | None
+    _stamp: Callable[[], float]
+    _sse: bool = True
+
+    async def __aiter__(self) -> AsyncIterator[TimedDelta]:
+        ex = self._exchange
+        response = self._response
+        if response is None:
+            return
+        stamp = self._stamp
+        sink: list[Delta] = []
+        try:
+            if self._sse:
+                async for chunk in response.aiter_raw():
+                    now = stamp()
+                    ex.feed(chunk, now, sink)
+                    for delta in sink:
+                        yield TimedDelta(now, delta)
+                    sink.clear()
+            else:
+                async for chunk in response.aiter_raw():
+                    ex.feed_body(chunk)
+                now = stamp()
+                ex.feed_whole_body(now, sink)
+                for delta in sink:
+                    yield TimedDelta(now, delta)
+        except Exception as exc:
+            ex.fail(exc)
+        finally:
+            self._response = None
+
+    @property
+    def output(self) -> RequestFuncOutput:
+        """What the request measured so far (final once iteration has ended)."""
+        return self._exchange.output()
+
+
+@attrs.define(eq=False)
+class Client:
+    """Sends requests to LLM servers and measures them.
+
+    Use as ``async with Client() as client:``. One pooled HTTP client is shared by every
+    request, so connections are reused. Failed requests are returned as outputs with
+    ``success=False`` and a one-line ``error``; only bad configuration raises
+    (``ConfigError``, before any I/O).
+
+    Args:
+        http_client: an ``httpx.AsyncClient`` to use (HTTP/2, proxies, ...); the caller
+            keeps ownership and closes it.
+        transport: an httpx transport for the client this object creates.
+        timeouts: per-request deadlines.
+        verify: TLS verification: True, False or an ``ssl.SSLContext``.
+        api_key: sent as a bearer token to backends that take one; by default the
+            ``OPENAI_API_KEY`` environment variable, read at each request.
+        clock: the clock every timing is read from.
+    """
+
+    http_client: httpx.AsyncClient | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+    timeouts: Timeouts = Timeouts()
+    verify: bool | ssl.SSLContext = True
+    api_key: str | None = attrs.field(default=None, repr=False)
+    clock: Callable[[], float] = time.perf_counter
+    _http: httpx.AsyncClient | None = attrs.field(default=None, init=False, repr=False)
+
+    async def __aenter__(self) -> Client:
+        self._ensure_http()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections this client opened."""
+        http, self._http = self._http, None
+        if http is not None and http is not self.http_client:
+            with anyio.CancelScope(shield=True):
+                await http.aclose()
+
+    def _ensure_http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            if self.http_client is not None:
+                self._http = self.http_client
+            else:
+                self._http = httpx.AsyncClient(
+                    transport=self.transport or default_transport(self.verify),
+                    timeout=self.timeouts.to_httpx(),
+                    follow_redirects=True,
+                )
+        return self._http
+
+    def _prepare(
+        self, backend: Backend | str, request: RequestFuncInput
+    ) -> tuple[Exchange, httpx.Request]:
+        resolved = get_backend(backend) if isinstance(backend, str) else backend
+        if not isinstance(request, RequestFuncInput):
+            raise ConfigError(f"expected a RequestFuncInput, got {type(request).__name__}")
+        http = self._ensure_http()
+        total = self.timeouts.total
+        deadline = anyio.current_time() + total if total is not None else None
+        http_request, audio = build_http_request(
+            http, resolved, request, self.api_key or api_key_from_env(), deadline
+        )
+        exchange = Exchange(resolved, request)
+        exchange.input_audio_duration = audio
+        return exchange, http_request
+
+    async def send(self, backend: Backend | str, request: RequestFuncInput) -> RequestFuncOutput:
+        """Send *request* with *backend* (an instance or a registry name); never raises
+        for a failed request.
+
+        Raises:
+            ConfigError: the request can't be built (raised before any I/O).
+        """
+        ex, http_request = self._prepare(backend, request)
+        http = self._ensure_http()
+        total = self.timeouts.total
+        with anyio.move_on_after(math.inf if total is None else total) as scope:
+            ex.start = self.clock()
+            try:
+                await self._pump(http, http_request, ex)
+            except Exception as exc:
+                ex.fail(exc)
+        if scope.cancelled_caught:
+            ex.fail(RequestTimeout(f"RequestTimeout: total deadline of {total} s exceeded"))
+        return ex.output()
+
+    async def _pump(
+        self, http: httpx.AsyncClient, http_request: httpx.Request, ex: Exchange
+    ) -> None:
+        response = await http.send(http_request, stream=True)
+        try:
+            ex.status_code = response.status_code
+            await check_status(response)
+            stamp = arrival_clock(response, self.clock)
+            if is_event_stream(response, ex.backend):
+                feed = ex.feed
+                async for chunk in response.aiter_raw():
+                    feed(chunk, stamp())
+            else:
+                async for chunk in response.aiter_raw():
+                    ex.feed_body(chunk)
+                ex.feed_whole_body(stamp())
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, backend: Backend | str, request: RequestFuncInput
+    ) -> AsyncIterator[ResponseStream]:
+        """Send *request* and yield a ``ResponseStream`` of ``TimedDelta``s.
+
+        ``stream.output`` holds the measured output once iteration ends; errors end the
+        iteration and are recorded there, never raised.
+
+        Raises:
+            ConfigError: the request can't be built (raised before any I/O).
+        """
+        ex, http_request = self._prepare(backend, request)
+        http = self._ensure_http()
+        total = self.timeouts.total
+        response: httpx.Response | None = None
+        with anyio.move_on_after(math.inf if total is None else total) as scope:
+            ex.start = self.clock()
+            sse = True
+            try:
+                response = await http.send(http_request, stream=True)
+                ex.status_code = response.status_code
+                await check_status(response)
+                sse = is_event_stream(response, ex.backend)
+            except Exception as exc:
+                ex.fail(exc)
+                stamp = self.clock
+                stream = ResponseStream(ex, None, stamp)
+            else:
+                stream = ResponseStream(ex, response, arrival_clock(response, self.clock), sse)
+            try:
+                yield stream
+            finally:
+                if response is not None:
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
+        if scope.cancelled_caught:
+            ex.fail(RequestTimeout(f"RequestTimeout: total deadline of {total} s exceeded"))

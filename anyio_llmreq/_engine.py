@@ -1,0 +1,293 @@
+"""The one engine: sends a backend's request, decodes the stream, stamps every timing.
+
+Every backend is measured the same way:
+
+* ``start_time`` is read just before the request is handed to httpx, so TTFT includes
+  connection setup, as in vLLM;
+* each network read is stamped once, when its bytes came off the socket (the transport
+  reports it) or, with another transport, as soon as httpx hands them over; all events
+  completed by that read share the stamp, before any JSON is parsed;
+* TTFT is the stamp of the first event carrying output (text, reasoning or a tool
+  call); every later output-bearing event appends one ITL entry; latency ends at the
+  last output-bearing event, so ``latency - ttft == sum(itl)`` holds exactly.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+
+from ._exceptions import (
+    EmptyResponseError,
+    HTTPStatusError,
+    RequestError,
+    RequestTimeout,
+    ServerReportedError,
+    StreamProtocolError,
+    TransportError,
+)
+from ._models import (
+    Accumulator,
+    Delta,
+    ErrorDelta,
+    RequestFuncInput,
+    RequestFuncOutput,
+    SSEEvent,
+)
+from ._sse import SSEDecoder
+from .backends._base import Backend
+
+__all__ = ["ARRIVAL_EXTENSION", "Exchange", "Timeouts", "error_text", "open_response"]
+
+#: Response extension set by our transport: an object whose ``time`` attribute is the
+#: ``perf_counter`` reading taken when the latest bytes came off the socket.
+ARRIVAL_EXTENSION = "anyio_llmreq.arrival"
+#: Request extension read by our transport: an absolute ``anyio.current_time()`` deadline.
+DEADLINE_EXTENSION = "anyio_llmreq.deadline"
+
+_NO_OUTPUT = "Never received a valid chunk to calculate TTFT (the response carried no output)."
+_ERROR_BODY_LIMIT = 2048
+
+
+@attrs.frozen
+class Timeouts:
+    """Per-request deadlines in seconds; ``None`` disables one.
+
+    ``read`` is the longest silence allowed between two reads of a response, so a stalled
+    stream fails instead of hanging; ``total`` bounds the whole request.
+    """
+
+    connect: float | None = 30.0
+    read: float | None = 300.0
+    write: float | None = 60.0
+    pool: float | None = 60.0
+    total: float | None = None
+
+    def to_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect, read=self.read, write=self.write, pool=self.pool
+        )
+
+
+def error_text(exc: BaseException) -> str:
+    """A one-line description of *exc* that names its cause."""
+    if isinstance(exc, RequestError):
+        text = str(exc)
+    else:
+        detail = str(exc) or repr(exc)
+        text = f"{type(exc).__name__}: {detail}"
+    return " ".join(text.split())
+
+
+def _translate(exc: Exception) -> RequestError:
+    """Map an exception raised while a request ran onto our tree."""
+    if isinstance(exc, RequestError):
+        return exc
+    name = type(exc).__name__
+    detail = " ".join((str(exc) or "no details").split())
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeout(f"{name}: {detail}")
+    if isinstance(exc, (httpx.TransportError, OSError, anyio.EndOfStream)):
+        return TransportError(f"{name}: {detail}")
+    if isinstance(exc, (ssl.SSLError, anyio.BrokenResourceError)):
+        return TransportError(f"{name}: {detail}")
+    if isinstance(exc, (httpx.DecodingError, UnicodeDecodeError)):
+        return StreamProtocolError(f"{name}: {detail}")
+    return RequestError(f"unexpected {name}: {detail}")
+
+
+@attrs.define
+class Exchange:
+    """The state of one request/response: decoding, timings, accumulated output.
+
+    ``feed`` is the per-read hot path; it is synchronous and allocates little.
+    """
+
+    backend: Backend
+    request: RequestFuncInput
+    start: float = 0.0
+    decoder: SSEDecoder = attrs.Factory(SSEDecoder)
+    acc: Accumulator = attrs.Factory(Accumulator)
+    itl: list[float] = attrs.Factory(list)
+    first: float | None = None
+    last: float = 0.0
+    status_code: int | None = None
+    streamed: bool = True
+    input_audio_duration: float = 0.0
+    error: str = ""
+    _body: list[bytes] = attrs.Factory(list)
+
+    def feed(self, chunk: bytes, now: float, sink: list[Delta] | None = None) -> None:
+        """Decode one read's bytes stamped *now*; append its deltas to *sink* if given."""
+        parse = self.backend.parse_event
+        acc = self.acc
+        for event in self.decoder.feed(chunk):
+            output = False
+            for delta in parse(event):
+                if acc.add(delta):
+                    output = True
+                elif type(delta) is ErrorDelta:
+                    raise ServerReportedError(delta.message)
+                if sink is not None:
+                    sink.append(delta)
+            if output:
+                self._stamp(now)
+
+    def feed_body(self, chunk: bytes) -> None:
+        """Buffer one read of a non-streaming body."""
+        self._body.append(chunk)
+
+    def feed_whole_body(self, now: float, sink: list[Delta] | None = None) -> None:
+        """Parse the buffered non-streaming body as one event, stamped *now*."""
+        self.streamed = False
+        data = b"".join(self._body).decode("utf-8", "replace")
+        self._body.clear()
+        output = False
+        for delta in self.backend.parse_event(SSEEvent(data)):
+            if self.acc.add(delta):
+                output = True
+            elif type(delta) is ErrorDelta:
+                raise ServerReportedError(delta.message)
+            if sink is not None:
+                sink.append(delta)
+        if output:
+            self._stamp(now)
+
+    def _stamp(self, now: float) -> None:
+        if self.first is None:
+            self.first = now
+        else:
+            self.itl.append(now - self.last)
+        self.last = now
+
+    def fail(self, exc: Exception) -> None:
+        self.error = error_text(_translate(exc))
+
+    def output(self) -> RequestFuncOutput:
+        """The final ``RequestFuncOutput``, successful or not, with what was measured."""
+        out = RequestFuncOutput(prompt_len=self.request.prompt_len, start_time=self.start)
+        out.status_code = self.status_code
+        out.streamed = self.streamed
+        out.input_audio_duration = self.input_audio_duration
+        out.itl = self.itl
+        if self.first is not None:
+            out.ttft = self.first - self.start
+            out.latency = self.last - self.start
+        completion = self.backend.finalize(self.acc)
+        out.generated_text = completion.generated_text
+        out.reasoning_text = completion.reasoning_text
+        if completion.output_tokens is not None:
+            out.output_tokens = completion.output_tokens
+            out.output_tokens_source = completion.output_tokens_source
+        if completion.prompt_tokens is not None:
+            out.prompt_len = completion.prompt_tokens
+        if out.output_tokens > 1:
+            out.tpot = (out.latency - out.ttft) / (out.output_tokens - 1)
+        if self.error:
+            out.error = self.error
+        elif self.first is None:
+            out.error = error_text(EmptyResponseError(_NO_OUTPUT))
+        else:
+            out.success = True
+        return out
+
+
+async def check_status(response: httpx.Response) -> None:
+    """Raise ``HTTPStatusError`` with the status and the start of the body for non-2xx."""
+    if 200 <= response.status_code < 300:
+        return
+    excerpt = b""
+    try:
+        async for chunk in response.aiter_raw():
+            excerpt += chunk
+            if len(excerpt) >= _ERROR_BODY_LIMIT:
+                break
+    except Exception:
+        pass
+    body = " ".join(excerpt[:200].decode("utf-8", "replace").split())
+    reason = response.reason_phrase
+    message = f"HTTP {response.status_code} {reason}".rstrip()
+    if body:
+        message += f": {body}"
+    raise HTTPStatusError(message, status_code=response.status_code)
+
+
+def is_event_stream(response: httpx.Response, backend: Backend) -> bool:
+    """Decide how to read the body: as an event stream, or as one JSON document.
+
+    A JSON body answers a streaming request from servers that ignore ``stream=true``;
+    it is read whole. Any other content type is an error, not a guess.
+    """
+    ctype = response.headers.get("content-type", "").lower()
+    if not ctype:
+        return backend.framing == "sse"
+    if "text/event-stream" in ctype:
+        return True
+    if "json" in ctype:
+        return False
+    raise StreamProtocolError(
+        f"unexpected Content-Type {ctype!r}; expected text/event-stream or JSON"
+    )
+
+
+def build_http_request(
+    http: httpx.AsyncClient,
+    backend: Backend,
+    request: RequestFuncInput,
+    api_key: str | None,
+    deadline: float | None,
+) -> tuple[httpx.Request, float]:
+    """Build the httpx request for *request*; return it with the input audio duration."""
+    spec = backend.build_payload(request)
+    headers = dict(spec.headers)
+    if spec.auth and api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    extensions: dict[str, Any] = {}
+    if deadline is not None:
+        extensions[DEADLINE_EXTENSION] = deadline
+    if spec.json is not None:
+        from ._json import dumps
+
+        content = dumps(spec.json)
+        headers.setdefault("Content-Type", "application/json")
+        http_request = http.build_request(
+            spec.method, spec.url, content=content, headers=headers, extensions=extensions
+        )
+    else:
+        http_request = http.build_request(
+            spec.method,
+            spec.url,
+            content=spec.content,
+            data=spec.data,
+            files=spec.files,
+            headers=headers,
+            extensions=extensions,
+        )
+    return http_request, spec.input_audio_duration
+
+
+def arrival_clock(
+    response: httpx.Response, clock: Callable[[], float]
+) -> Callable[[], float]:
+    """The per-read stamp: the transport's socket-read time when it reports one."""
+    arrival = response.extensions.get(ARRIVAL_EXTENSION)
+    if arrival is None or clock is not time.perf_counter:
+        return clock
+
+    def from_socket() -> float:
+        return float(arrival.time)
+
+    return from_socket
+
+
+async def open_response(
+    http: httpx.AsyncClient, http_request: httpx.Request
+) -> httpx.Response:
+    """Send *http_request* and return the streaming response (headers read)."""
+    return await http.send(http_request, stream=True)

@@ -1,0 +1,235 @@
+"""Data types shared by the engine, the backends and the compatibility layer.
+
+``RequestFuncInput`` and ``RequestFuncOutput`` are dataclasses on purpose: scripts written
+for vLLM's ``backend_request_func`` construct them positionally, compare them and call
+``dataclasses.asdict`` on them. Their reference fields keep the reference's names, order
+and defaults; fields of ours are only appended, with defaults.
+
+Everything else is attrs. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+__all__ = [
+    "END",
+    "Accumulator",
+    "Completion",
+    "Delta",
+    "EndDelta",
+    "ErrorDelta",
+    "FinalTextDelta",
+    "ReasoningDelta",
+    "RequestFuncInput",
+    "RequestFuncOutput",
+    "RequestSpec",
+    "SSEEvent",
+    "TextDelta",
+    "ToolCallDelta",
+    "UsageDelta",
+]
+
+
+@dataclass
+class RequestFuncInput:
+    """One request, as vLLM's benchmark builds it.
+
+    The first twelve fields are the reference's, in its order. ``extra_headers`` is
+    appended (vLLM's newer module has it too, at another position).
+    """
+
+    prompt: Any
+    api_url: str
+    prompt_len: int
+    output_len: int
+    model: str
+    model_name: str | None = None
+    logprobs: int | None = None
+    extra_body: dict[str, Any] | None = None
+    multi_modal_content: dict[str, Any] | list[dict[str, Any]] | None = None
+    ignore_eos: bool = False
+    language: str | None = None
+    request_id: str | None = None
+    extra_headers: dict[str, str] | None = None
+
+
+@dataclass
+class RequestFuncOutput:
+    """What one request measured. Times are seconds of ``time.perf_counter``.
+
+    The first nine fields are the reference's, in its order. Appended:
+    ``start_time`` (perf_counter when the request was sent), ``input_audio_duration``,
+    ``client_queue_time`` (time spent waiting for a concurrency slot),
+    ``reasoning_text``, ``output_tokens_source`` (``"usage"`` when the server reported
+    the count, ``"events"`` when counted from token events, ``""`` when unknown and the
+    consumer must tokenize), ``streamed`` (False for a non-streaming response, whose
+    ``ttft`` equals its ``latency``) and ``status_code``.
+    """
+
+    generated_text: str = ""
+    success: bool = False
+    latency: float = 0.0
+    output_tokens: int = 0
+    ttft: float = 0.0
+    itl: list[float] = field(default_factory=list)
+    tpot: float = 0.0
+    prompt_len: int = 0
+    error: str = ""
+    start_time: float = 0.0
+    input_audio_duration: float = 0.0
+    client_queue_time: float = 0.0
+    reasoning_text: str = ""
+    output_tokens_source: str = ""
+    streamed: bool = True
+    status_code: int | None = None
+
+
+@attrs.frozen
+class SSEEvent:
+    """One dispatched server-sent event, or a whole non-streaming body.
+
+    Field semantics follow the WHATWG ``EventSource`` interpretation (as httpx-sse
+    implements it): ``event`` defaults to ``"message"``, ``id`` is the last event id seen
+    on the stream (it is not reset between events), ``data`` lines are joined with LF.
+    """
+
+    data: str = ""
+    event: str = "message"
+    id: str = ""
+    retry: int | None = None
+
+
+@attrs.frozen
+class RequestSpec:
+    """The HTTP request a backend wants sent: everything but auth and timing.
+
+    Exactly one of ``json``, ``files``+``data`` or ``content`` describes the body.
+    """
+
+    url: str
+    json: Any = None
+    headers: dict[str, str] = attrs.Factory(dict)
+    method: str = "POST"
+    data: dict[str, str] | None = None
+    files: dict[str, tuple[str, bytes, str | None]] | None = None
+    content: bytes | None = None
+    # Sent as ``Authorization: Bearer <key>`` when the client has a key.
+    auth: bool = True
+    # Seconds of audio in the request, reported back in the output.
+    input_audio_duration: float = 0.0
+
+
+@attrs.frozen
+class TextDelta:
+    """Generated text. Backends only emit it with non-empty text: it counts for TTFT."""
+
+    text: str
+
+
+@attrs.frozen
+class ReasoningDelta:
+    """Reasoning text (``reasoning_content`` / ``reasoning``); counts for TTFT."""
+
+    text: str
+
+
+@attrs.frozen
+class ToolCallDelta:
+    """A fragment of a tool call; counts for TTFT."""
+
+    index: int = 0
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@attrs.frozen
+class UsageDelta:
+    """Token counts reported by the server; the last report wins."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@attrs.frozen
+class FinalTextDelta:
+    """The full generated text, sent by servers such as TGI in their last event."""
+
+    text: str
+
+
+@attrs.frozen
+class ErrorDelta:
+    """An error the server reported inside the stream; the request fails."""
+
+    message: str
+
+
+@attrs.frozen
+class EndDelta:
+    """The server's end-of-stream marker (``[DONE]``)."""
+
+
+END = EndDelta()
+
+Delta: TypeAlias = (
+    TextDelta | ReasoningDelta | ToolCallDelta | UsageDelta | FinalTextDelta | ErrorDelta | EndDelta
+)
+
+#: Delta types that carry generated output: they stamp TTFT and ITL.
+OUTPUT_DELTAS = (TextDelta, ReasoningDelta, ToolCallDelta)
+
+
+@attrs.define
+class Accumulator:
+    """Everything one response's deltas added up to; the engine fills it."""
+
+    text_parts: list[str] = attrs.Factory(list)
+    reasoning_parts: list[str] = attrs.Factory(list)
+    tool_calls: list[ToolCallDelta] = attrs.Factory(list)
+    #: Output-bearing events (each may hold several deltas).
+    output_events: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    final_text: str | None = None
+    done: bool = False
+
+    def add(self, delta: Delta) -> bool:
+        """Fold in one delta; return True when it carries output."""
+        cls = type(delta)
+        if cls is TextDelta:
+            self.text_parts.append(delta.text)  # type: ignore[union-attr]
+            return True
+        if cls is ReasoningDelta:
+            self.reasoning_parts.append(delta.text)  # type: ignore[union-attr]
+            return True
+        if cls is ToolCallDelta:
+            self.tool_calls.append(delta)  # type: ignore[arg-type]
+            return True
+        if cls is UsageDelta:
+            assert isinstance(delta, UsageDelta)
+            if delta.prompt_tokens is not None:
+                self.prompt_tokens = delta.prompt_tokens
+            if delta.completion_tokens is not None:
+                self.completion_tokens = delta.completion_tokens
+        elif cls is FinalTextDelta:
+            assert isinstance(delta, FinalTextDelta)
+            self.final_text = delta.text
+        elif cls is EndDelta:
+            self.done = True
+        return False
+
+
+@attrs.frozen
+class Completion:
+    """The final fields a backend derives from an ``Accumulator``."""
+
+    generated_text: str
+    output_tokens: int | None = None
+    output_tokens_source: Literal["usage", "events", ""] = ""
+    prompt_tokens: int | None = None
+    reasoning_text: str = ""
