@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import ssl
@@ -17,8 +18,10 @@ from ._engine import (
     Exchange,
     Timeouts,
     arrival_clock,
+    body_chunks,
     build_http_request,
     check_status,
+    close_chunks,
     is_event_stream,
 )
 from ._exceptions import ConfigError, RequestTimeout
@@ -49,39 +52,59 @@ class TimedDelta:
 
 @attrs.define(eq=False)
 class ResponseStream:
-    """The deltas of one response as they arrive; ``output`` once iteration ends."""
+    """The deltas of one response as they arrive; ``output`` once iteration ends.
+
+    A plain async iterator (no generator), so leaving the loop early is clean.
+    """
 
     _exchange: Exchange
-    _response: httpx.Response | None
+    _chunks: AsyncIterator[bytes] | None
     _stamp: Callable[[], float]
     _sse: bool = True
+    _pending: collections.deque[TimedDelta] = attrs.Factory(collections.deque)
 
-    async def __aiter__(self) -> AsyncIterator[TimedDelta]:
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> TimedDelta:
+        pending = self._pending
+        while not pending:
+            if self._chunks is None:
+                raise StopAsyncIteration
+            await self._read()
+        return pending.popleft()
+
+    async def _read(self) -> None:
         ex = self._exchange
-        response = self._response
-        if response is None:
-            return
-        stamp = self._stamp
+        chunks = self._chunks
+        assert chunks is not None
         sink: list[Delta] = []
         try:
-            if self._sse:
-                async for chunk in response.aiter_raw():
-                    now = stamp()
-                    ex.feed(chunk, now, sink)
-                    for delta in sink:
-                        yield TimedDelta(now, delta)
-                    sink.clear()
-            else:
-                async for chunk in response.aiter_raw():
-                    ex.feed_body(chunk)
-                now = stamp()
-                ex.feed_whole_body(now, sink)
-                for delta in sink:
-                    yield TimedDelta(now, delta)
-        except Exception as exc:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            self._chunks = None
+            if not self._sse:
+                now = self._stamp()
+                self._guard(ex.feed_whole_body, now, sink)
+                self._pending.extend(TimedDelta(now, delta) for delta in sink)
+            return
+        except Exception as exc:  # recorded in the output, never raised
             ex.fail(exc)
-        finally:
-            self._response = None
+            self._chunks = None
+            return
+        now = self._stamp()
+        if self._sse:
+            self._guard(ex.feed, chunk, now, sink)
+            self._pending.extend(TimedDelta(now, delta) for delta in sink)
+        else:
+            ex.feed_body(chunk)
+
+    def _guard(self, feed: Callable[..., None], *args: object) -> None:
+        try:
+            feed(*args)
+        except Exception as exc:  # recorded in the output, never raised
+            self._exchange.fail(exc)
+            self._chunks = None
 
     @property
     def output(self) -> RequestFuncOutput:
@@ -192,14 +215,18 @@ class Client:
             ex.status_code = response.status_code
             await check_status(response)
             stamp = arrival_clock(response, self.clock)
-            if is_event_stream(response, ex.backend):
-                feed = ex.feed
-                async for chunk in response.aiter_raw():
-                    feed(chunk, stamp())
-            else:
-                async for chunk in response.aiter_raw():
-                    ex.feed_body(chunk)
-                ex.feed_whole_body(stamp())
+            chunks = body_chunks(response)
+            try:
+                if is_event_stream(response, ex.backend):
+                    feed = ex.feed
+                    async for chunk in chunks:
+                        feed(chunk, stamp())
+                else:
+                    async for chunk in chunks:
+                        ex.feed_body(chunk)
+                    ex.feed_whole_body(stamp())
+            finally:
+                await close_chunks(chunks)
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
@@ -228,15 +255,17 @@ class Client:
                 ex.status_code = response.status_code
                 await check_status(response)
                 sse = is_event_stream(response, ex.backend)
-            except Exception as exc:
+            except Exception as exc:  # becomes the output's error
                 ex.fail(exc)
-                stamp = self.clock
-                stream = ResponseStream(ex, None, stamp)
+                stream = ResponseStream(ex, None, self.clock)
             else:
-                stream = ResponseStream(ex, response, arrival_clock(response, self.clock), sse)
+                chunks = body_chunks(response)
+                stream = ResponseStream(ex, chunks, arrival_clock(response, self.clock), sse)
             try:
                 yield stream
             finally:
+                if stream._chunks is not None:
+                    await close_chunks(stream._chunks)
                 if response is not None:
                     with anyio.CancelScope(shield=True):
                         await response.aclose()

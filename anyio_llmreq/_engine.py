@@ -7,16 +7,17 @@ Every backend is measured the same way:
 * each network read is stamped once, when its bytes came off the socket (the transport
   reports it) or, with another transport, as soon as httpx hands them over; all events
   completed by that read share the stamp, before any JSON is parsed;
-* TTFT is the stamp of the first event carrying output (text, reasoning or a tool
-  call); every later output-bearing event appends one ITL entry; latency ends at the
+* TTFT is the stamp of the first event carrying output (text, reasoning, a tool call,
+  or a ``ResultDelta``: a whole non-text answer such as an embedding); every later output-bearing event appends one ITL entry; latency ends at the
   last output-bearing event, so ``latency - ttft == sum(itl)`` holds exactly.
 """
 
 from __future__ import annotations
 
+import inspect
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -43,7 +44,7 @@ from ._models import (
 from ._sse import SSEDecoder
 from .backends._base import Backend
 
-__all__ = ["ARRIVAL_EXTENSION", "Exchange", "Timeouts", "error_text", "open_response"]
+__all__ = ["ARRIVAL_EXTENSION", "Exchange", "Timeouts", "body_chunks", "close_chunks", "error_text"]
 
 #: Response extension set by our transport: an object whose ``time`` attribute is the
 #: ``perf_counter`` reading taken when the latest bytes came off the socket.
@@ -259,13 +260,21 @@ def build_http_request(
         http_request = http.build_request(
             spec.method, spec.url, content=content, headers=headers, extensions=extensions
         )
+    elif spec.files is not None:
+        # httpx puts ``data`` fields before files; send the files first, then the fields
+        # in their order (vLLM's form order), as filename-less parts.
+        parts: list[tuple[str, tuple[str | None, bytes, str | None]]] = list(spec.files.items())
+        if spec.data:
+            parts += [(k, (None, v.encode(), None)) for k, v in spec.data.items()]
+        http_request = http.build_request(
+            spec.method, spec.url, files=parts, headers=headers, extensions=extensions
+        )
     else:
         http_request = http.build_request(
             spec.method,
             spec.url,
             content=spec.content,
             data=spec.data,
-            files=spec.files,
             headers=headers,
             extensions=extensions,
         )
@@ -286,8 +295,25 @@ def arrival_clock(
     return from_socket
 
 
-async def open_response(
-    http: httpx.AsyncClient, http_request: httpx.Request
-) -> httpx.Response:
-    """Send *http_request* and return the streaming response (headers read)."""
-    return await http.send(http_request, stream=True)
+def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """An iterator over the raw body reads of *response*.
+
+    When the transport's stream is a plain async iterator (ours is), it is iterated
+    directly: that skips httpx's two async-generator layers per read, and stopping
+    early leaves no half-run generator behind (trio warns about those). Otherwise, and
+    when the body is content-encoded, httpx's own iterators are used.
+    """
+    if "content-encoding" in response.headers:
+        return response.aiter_bytes()
+    inner = getattr(response.stream, "_stream", None)
+    if inner is not None and not inspect.isasyncgenfunction(type(inner).__aiter__):
+        return aiter(inner)
+    return response.aiter_raw()
+
+
+async def close_chunks(chunks: AsyncIterator[bytes]) -> None:
+    """Finish an iterator from ``body_chunks`` that was left early."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            await aclose()

@@ -27,8 +27,10 @@ __all__ = [
     "RequestFuncInput",
     "RequestFuncOutput",
     "RequestSpec",
+    "ResultDelta",
     "SSEEvent",
     "TextDelta",
+    "TokenDelta",
     "ToolCallDelta",
     "UsageDelta",
 ]
@@ -148,6 +150,28 @@ class ToolCallDelta:
 
 
 @attrs.frozen
+class ResultDelta:
+    """The response as a whole is the output (an embedding, scores, a non-streamed reply).
+
+    It counts for TTFT like text, so a backend whose answer carries no text (pooling,
+    rerank) or an empty one still succeeds; ``value`` is the parsed response, if kept.
+    """
+
+    value: Any = None
+
+
+@attrs.frozen
+class TokenDelta:
+    """Tokens the server generated in one event, text or not (TGI's special tokens).
+
+    It carries no output, so it never stamps TTFT; backends without usage count tokens
+    with it (``Accumulator.token_events``).
+    """
+
+    count: int = 1
+
+
+@attrs.frozen
 class UsageDelta:
     """Token counts reported by the server; the last report wins."""
 
@@ -177,11 +201,19 @@ class EndDelta:
 END = EndDelta()
 
 Delta: TypeAlias = (
-    TextDelta | ReasoningDelta | ToolCallDelta | UsageDelta | FinalTextDelta | ErrorDelta | EndDelta
+    TextDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | ResultDelta
+    | TokenDelta
+    | UsageDelta
+    | FinalTextDelta
+    | ErrorDelta
+    | EndDelta
 )
 
 #: Delta types that carry generated output: they stamp TTFT and ITL.
-OUTPUT_DELTAS = (TextDelta, ReasoningDelta, ToolCallDelta)
+OUTPUT_DELTAS = (TextDelta, ReasoningDelta, ToolCallDelta, ResultDelta)
 
 
 @attrs.define
@@ -193,6 +225,8 @@ class Accumulator:
     tool_calls: list[ToolCallDelta] = attrs.Factory(list)
     #: Output-bearing events (each may hold several deltas).
     output_events: int = 0
+    #: Tokens counted from ``TokenDelta``s, for servers that send no usage.
+    token_events: int = 0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     final_text: str | None = None
@@ -209,6 +243,11 @@ class Accumulator:
             return True
         if cls is ToolCallDelta:
             self.tool_calls.append(delta)  # type: ignore[arg-type]
+            return True
+        if cls is TokenDelta:
+            self.token_events += delta.count  # type: ignore[union-attr]
+            return False
+        if cls is ResultDelta:
             return True
         if cls is UsageDelta:
             assert isinstance(delta, UsageDelta)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from httpx_sse._decoders import SSEDecoder as ReferenceDecoder
+from httpx_sse._decoders import SSELineDecoder
+from hypothesis import given
+from hypothesis import strategies as st
+
+from anyio_llmreq import SSEDecoder, SSEEvent
+
+from .strategies import split_at, splits, sse_streams
+
+
+def reference_events(text: str) -> list[SSEEvent]:
+    """What httpx-sse 0.4.3 yields for *text* (the semantics we promise)."""
+    lines = SSELineDecoder()
+    decoder = ReferenceDecoder()
+    out = []
+    for line in [*lines.decode(text), *lines.flush()]:
+        sse = decoder.decode(line)
+        if sse is not None:
+            out.append(SSEEvent(sse.data, sse.event, sse.id, sse.retry))
+    return out
+
+
+def our_events(pieces: list[bytes]) -> list[SSEEvent]:
+    decoder = SSEDecoder()
+    out: list[SSEEvent] = []
+    for piece in pieces:
+        out.extend(decoder.feed(piece))
+    return out
+
+
+@given(st.data())
+def test_matches_httpx_sse_at_any_split(data: st.DataObject) -> None:
+    text = data.draw(sse_streams())
+    raw = text.encode()
+    pieces = data.draw(splits(raw))
+    assert our_events(pieces) == reference_events(text)
+
+
+@given(sse_streams())
+def test_byte_at_a_time_equals_whole(text: str) -> None:
+    raw = text.encode()
+    assert our_events(split_at(raw, 1)) == our_events([raw])
+
+
+def test_line_endings_are_equivalent() -> None:
+    lf = b"data: a\n\ndata: b\ndata: c\n\n"
+    expected = [SSEEvent("a"), SSEEvent("b\nc")]
+    assert our_events([lf]) == expected
+    assert our_events([lf.replace(b"\n", b"\r\n")]) == expected
+    assert our_events([lf.replace(b"\n", b"\r")]) == expected
+
+
+def test_crlf_split_between_cr_and_lf_is_one_line_end() -> None:
+    assert our_events([b"data: a\r", b"\n\r", b"\n"]) == [SSEEvent("a")]
+
+
+def test_fields_comments_and_data_without_space() -> None:
+    raw = b": ping\nevent: error\nid: 7\nretry: 30\ndata:{}\n\n"
+    assert our_events([raw]) == [SSEEvent("{}", "error", "7", 30)]
+
+
+def test_id_survives_and_comment_dispatches_empty_event() -> None:
+    # httpx-sse's documented quirk: after `id:`, a keep-alive yields an empty-data event.
+    raw = b"id: 1\ndata: x\n\n: keep-alive\n\n"
+    assert our_events([raw]) == [SSEEvent("x", id="1"), SSEEvent("", id="1")]
+
+
+def test_incomplete_event_at_end_is_dropped() -> None:
+    assert our_events([b"data: a\n\ndata: b\n"]) == [SSEEvent("a")]
+
+
+def test_utf8_split_inside_a_character() -> None:
+    raw = "data: 中文🙂\n\n".encode()
+    for cut in range(1, len(raw)):
+        assert our_events([raw[:cut], raw[cut:]]) == [SSEEvent("中文🙂")]
+
+
+def test_large_event_in_small_reads() -> None:
+    # 4 MiB in 4 KiB reads: the incomplete line is kept as pieces and joined once (a
+    # quadratic buffer would copy ~2 GiB here and run into the test timeout).
+    payload = b"x" * (4 * 1024 * 1024)
+    events = our_events(split_at(b"data: " + payload + b"\n\n", 4096))
+    assert len(events) == 1
+    assert len(events[0].data) == len(payload)
