@@ -8,8 +8,9 @@ Every backend is measured the same way:
   reports it) or, with another transport, as soon as httpx hands them over; all events
   completed by that read share the stamp, before any JSON is parsed;
 * TTFT is the stamp of the first event carrying output (text, reasoning, a tool call,
-  or a ``ResultDelta``: a whole non-text answer such as an embedding); every later output-bearing event appends one ITL entry; latency ends at the
-  last output-bearing event, so ``latency - ttft == sum(itl)`` holds exactly.
+  or a ``ResultDelta``: a whole non-text answer such as an embedding); every later
+  output-bearing event appends one ITL entry; latency ends at the last output-bearing
+  event, so ``latency - ttft == sum(itl)`` holds exactly.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ DEADLINE_EXTENSION = "anyio_llmreq.deadline"
 
 _NO_OUTPUT = "Never received a valid chunk to calculate TTFT (the response carried no output)."
 _ERROR_BODY_LIMIT = 2048
+# How long the rest of a failed body is read to unwind httpx's generators.
+_DRAIN_SECONDS = 0.5
 
 
 @attrs.frozen
@@ -312,8 +315,17 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
 
 
 async def close_chunks(chunks: AsyncIterator[bytes]) -> None:
-    """Finish an iterator from ``body_chunks`` that was left early."""
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        with anyio.CancelScope(shield=True):
-            await aclose()
+    """Finish an iterator from ``body_chunks`` that may have been left early.
+
+    A plain iterator has nothing to finish. httpx's generators can't be closed from
+    outside without leaving their inner generators half-run (trio warns), so the rest of
+    the body is read for a short while instead: a cancelled read unwinds every layer.
+    """
+    if not inspect.isasyncgen(chunks) or chunks.ag_frame is None:
+        return
+    with anyio.CancelScope(shield=True), anyio.move_on_after(_DRAIN_SECONDS):
+        try:
+            async for _ in chunks:
+                pass
+        except Exception:  # the request has already failed; the rest is noise
+            pass

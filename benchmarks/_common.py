@@ -1,0 +1,58 @@
+"""Shared pieces of the benchmarks: a mock server in another process, CPU pinning."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+# Runs only the mock server's own command line, without the rest of the CLI.
+_MOCK_MAIN = (
+    "import argparse, sys; from anyio_llmreq._mock._cli import add_parser; "
+    "p = argparse.ArgumentParser(); add_parser(p.add_subparsers()); "
+    "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pin_to(core: int) -> None:
+    """Pin this process to *core* when the machine has more than one."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {core % (os.cpu_count() or 1)})
+
+
+@contextlib.contextmanager
+def mock_server_process(*args: str, core: int | None = 1, loop: str = "uvloop") -> Iterator[str]:
+    """Run ``anyio-llmreq mock-server`` in another process; yield its base URL."""
+    port = free_port()
+    cmd = [sys.executable, "-c", _MOCK_MAIN, "mock-server", "--port", str(port)]
+    cmd += ["--loop", loop, *args]
+    if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        cmd = ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        for line in proc.stdout:
+            if "listening on" in line:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("mock server did not start")
+        else:
+            raise RuntimeError(f"mock server exited with status {proc.wait()}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
