@@ -100,9 +100,12 @@ def measure(
     runner: Runner, loop: str, base_url: str, concurrency: int, requests: int, tokens: int
 ) -> tuple[float, float]:
     """Return (CPU microseconds per chunk, chunks per second) of one run."""
-    backend, options = ("trio", {}) if loop == "trio" else ("asyncio", {"use_uvloop": loop == "uvloop"})
+    backend = "trio" if loop == "trio" else "asyncio"
+    options = {} if loop == "trio" else {"use_uvloop": loop == "uvloop"}
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    chunks = anyio.run(runner, base_url, concurrency, requests, tokens, backend=backend, backend_options=options)
+    chunks = anyio.run(
+        runner, base_url, concurrency, requests, tokens, backend=backend, backend_options=options
+    )
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     assert chunks == requests * tokens, (chunks, requests * tokens)
     return cpu / chunks * 1e6, chunks / wall
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 ref = base_cpu.get(loop, base_cpu.get("asyncio"))
                 ratio = cpu / ref if ref else float("nan")
                 rows.append((level, loop, "anyio_llmreq Client", cpu, rate, ratio))
-    print(f"{'conc':>5} {'loop':<8} {'client':<26} {'CPU us/chunk':>12} {'chunks/s':>10} {'ratio':>6}")
+    header = ("conc", "loop", "client", "CPU us/chunk", "chunks/s", "ratio")
+    print("{:>5} {:<8} {:<26} {:>12} {:>10} {:>6}".format(*header))
     for level, loop, name, cpu, rate, ratio in rows:
         print(f"{level:>5} {loop:<8} {name:<26} {cpu:>12.2f} {rate:>10.0f} {ratio:>6.2f}")
     print("ratio: CPU per chunk / aiohttp's on the same loop (trio: / asyncio aiohttp)")
