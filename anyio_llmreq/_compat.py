@@ -11,22 +11,30 @@ loop share one pooled ``Client``; it is closed when the event loop ends.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 import anyio
+import attrs
 from anyio.lowlevel import RunVar
 
 from ._client import Client
 from ._models import RequestFuncInput, RequestFuncOutput
-from .backends._registry import get_backend
+from .backends._registry import backend_names, get_backend, on_register
 
 __all__ = [
     "ASYNC_REQUEST_FUNCS",
     "OPENAI_COMPATIBLE_BACKENDS",
     "RequestFunc",
+    "async_request_deepspeed_mii",
+    "async_request_openai_audio",
     "async_request_openai_chat_completions",
     "async_request_openai_completions",
+    "async_request_openai_embeddings",
+    "async_request_tgi",
+    "async_request_trt_llm",
+    "async_request_vllm_pooling",
+    "async_request_vllm_rerank",
     "make_request_func",
     "shared_client",
 ]
@@ -36,6 +44,8 @@ class RequestFunc(Protocol):
     """The reference's request-function signature (plus an optional client)."""
 
     __name__: str
+    #: The registry key of the backend it sends with (looked up at each call).
+    backend_name: str
 
     async def __call__(
         self,
@@ -46,58 +56,42 @@ class RequestFunc(Protocol):
     ) -> RequestFuncOutput: ...
 
 
-_SHARED: RunVar[Client] = RunVar("anyio_llmreq.shared_client")
+@attrs.define(eq=False)
+class _Shared:
+    client: Client
+    # Keeps the lifetime generator alive until the event loop finalizes it.
+    lifetime: AsyncGenerator[None, None]
+
+
+_SHARED: RunVar[_Shared] = RunVar("anyio_llmreq.shared_client")
 
 
 async def shared_client() -> Client:
-    """The pooled client of the running event loop, created on first use."""
+    """The pooled client of the running event loop, created on first use.
+
+    It is closed when the event loop ends: an async generator suspended in its ``try``
+    block is finalized by the loop at shutdown (``asyncio.run`` and uvloop call
+    ``shutdown_asyncgens``, trio finalizes leftover generators at the end of
+    ``trio.run``), and its ``finally`` closes the client. No task is left running.
+    """
     try:
-        return _SHARED.get()
+        return _SHARED.get().client
     except LookupError:
         pass
     client = Client()
     await client.__aenter__()
-    _SHARED.set(client)
-    _close_when_loop_ends(client)
+    lifetime = _close_at_loop_end(client)
+    await lifetime.__anext__()
+    _SHARED.set(_Shared(client, lifetime))
     return client
 
 
-async def _hold_then_close(client: Client) -> None:
+async def _close_at_loop_end(client: Client) -> AsyncGenerator[None, None]:
     try:
-        await anyio.sleep_forever()
+        yield
     finally:
         with anyio.CancelScope(shield=True):
-            try:
-                await client.aclose()
-            except Exception:
-                pass
-
-
-def _close_when_loop_ends(client: Client) -> None:
-    """Tie *client*'s lifetime to the running event loop.
-
-    A task that sleeps until the loop cancels it at shutdown (``asyncio.run`` cancels
-    leftover tasks; trio cancels system tasks when the main task returns) closes the
-    client's sockets, so nothing leaks and no ResourceWarning is printed.
-    """
-    if "trio" in sys.modules:
-        import trio
-
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            pass
-        else:
-            trio.lowlevel.spawn_system_task(_hold_then_close, client)
-            return
-    import asyncio
-
-    task = asyncio.get_running_loop().create_task(_hold_then_close(client))
-    _OWNER_TASKS.add(task)
-    task.add_done_callback(_OWNER_TASKS.discard)
-
-
-_OWNER_TASKS: set[Any] = set()
+            await client.aclose()
 
 
 def make_request_func(backend_name: str, func_name: str) -> RequestFunc:
@@ -121,24 +115,41 @@ def make_request_func(backend_name: str, func_name: str) -> RequestFunc:
     request_func.__doc__ = (
         f"Send one request with the {backend_name!r} backend; never raises for a failed request."
     )
-    return request_func
+    request_func.backend_name = backend_name  # type: ignore[attr-defined]
+    return request_func  # type: ignore[return-value]
 
 
+async_request_tgi = make_request_func("tgi", "async_request_tgi")
+async_request_trt_llm = make_request_func("tensorrt-llm", "async_request_trt_llm")
+async_request_deepspeed_mii = make_request_func("deepspeed-mii", "async_request_deepspeed_mii")
 async_request_openai_completions = make_request_func(
     "openai", "async_request_openai_completions"
 )
 async_request_openai_chat_completions = make_request_func(
     "openai-chat", "async_request_openai_chat_completions"
 )
+async_request_openai_audio = make_request_func("openai-audio", "async_request_openai_audio")
+async_request_openai_embeddings = make_request_func(
+    "openai-embeddings", "async_request_openai_embeddings"
+)
+async_request_vllm_pooling = make_request_func("vllm-pooling", "async_request_vllm_pooling")
+async_request_vllm_rerank = make_request_func("vllm-rerank", "async_request_vllm_rerank")
 
 ASYNC_REQUEST_FUNCS: dict[str, RequestFunc] = {
+    "tgi": async_request_tgi,
     "vllm": async_request_openai_completions,
     "lmdeploy": async_request_openai_completions,
+    "deepspeed-mii": async_request_deepspeed_mii,
     "openai": async_request_openai_completions,
     "openai-chat": async_request_openai_chat_completions,
+    "openai-audio": async_request_openai_audio,
+    "tensorrt-llm": async_request_trt_llm,
     "scalellm": async_request_openai_completions,
     "sglang": async_request_openai_completions,
     "llama.cpp": async_request_openai_completions,
+    "openai-embeddings": async_request_openai_embeddings,
+    "vllm-pooling": async_request_vllm_pooling,
+    "vllm-rerank": async_request_vllm_rerank,
 }
 
 OPENAI_COMPATIBLE_BACKENDS: list[str] = [
@@ -146,3 +157,26 @@ OPENAI_COMPATIBLE_BACKENDS: list[str] = [
     for k, v in ASYNC_REQUEST_FUNCS.items()
     if v in (async_request_openai_completions, async_request_openai_chat_completions)
 ]
+
+
+def _func_name(backend_name: str) -> str:
+    slug = "".join(c if c.isalnum() else "_" for c in backend_name.lower())
+    return f"async_request_{slug}"
+
+
+def _add_request_func(name: str) -> None:
+    """Give a newly registered (or replaced) backend its ``ASYNC_REQUEST_FUNCS`` entry."""
+    func = ASYNC_REQUEST_FUNCS.get(name)
+    if func is None or func.backend_name != name:
+        ASYNC_REQUEST_FUNCS[name] = make_request_func(name, _func_name(name))
+
+
+def _follow_registry() -> None:
+    # Backends registered before this module was imported, then every later one.
+    for name in backend_names():
+        if name not in ASYNC_REQUEST_FUNCS:
+            _add_request_func(name)
+    on_register(_add_request_func)
+
+
+_follow_registry()
