@@ -24,6 +24,7 @@ __all__ = ["SSEDecoder"]
 
 _LF = b"\n"
 _CR = b"\r"
+_BLANK = b"\n\n"
 
 
 class SSEDecoder:
@@ -49,6 +50,14 @@ class SSEDecoder:
         if _CR in chunk:
             self._pending_cr = chunk[-1:] == _CR
             chunk = chunk.replace(b"\r\n", _LF).replace(_CR, _LF)
+        if (
+            chunk[-2:] == _BLANK
+            and not self._tail
+            and not self._data
+            and not self._event
+            and self._retry is None
+        ):
+            return self._whole_events(chunk)
         end = chunk.rfind(_LF)
         if end < 0:
             if chunk:
@@ -63,6 +72,17 @@ class SSEDecoder:
         if end + 1 < len(chunk):
             self._tail.append(chunk[end + 1 :])
         return self._lines(block.split(_LF))
+
+    def _whole_events(self, chunk: bytes) -> list[SSEEvent]:
+        """The common case: a read holding only complete events, no state pending."""
+        events: list[SSEEvent] = []
+        for block in chunk.split(_BLANK)[:-1]:
+            if block[:5] == b"data:" and _LF not in block:
+                value = block[6:] if block[5:6] == b" " else block[5:]
+                events.append(SSEEvent(value.decode("utf-8", "replace"), "message", self._id))
+            else:
+                events.extend(self._lines([*block.split(_LF), b""]))
+        return events
 
     def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
         events: list[SSEEvent] = []

@@ -84,3 +84,13 @@ def test_large_event_in_small_reads() -> None:
     events = our_events(split_at(b"data: " + payload + b"\n\n", 4096))
     assert len(events) == 1
     assert len(events[0].data) == len(payload)
+
+
+@given(sse_streams(), st.data())
+def test_reads_cut_at_event_boundaries(text: str, data: st.DataObject) -> None:
+    # Reads that end exactly on a blank line take the decoder's whole-event fast path.
+    raw = text.encode().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    blocks = [block + b"\n\n" for block in raw.split(b"\n\n")]
+    groups = data.draw(st.integers(min_value=1, max_value=4))
+    pieces = [b"".join(blocks[i : i + groups]) for i in range(0, len(blocks), groups)]
+    assert our_events(pieces) == reference_events(b"".join(pieces).decode())
