@@ -57,7 +57,9 @@ class SSEDecoder:
             and not self._event
             and self._retry is None
         ):
-            return self._whole_events(chunk)
+            blocks = chunk.split(_BLANK)
+            if not blocks[-1]:
+                return self._whole_events(blocks)
         end = chunk.rfind(_LF)
         if end < 0:
             if chunk:
@@ -73,10 +75,10 @@ class SSEDecoder:
             self._tail.append(chunk[end + 1 :])
         return self._lines(block.split(_LF))
 
-    def _whole_events(self, chunk: bytes) -> list[SSEEvent]:
-        """The common case: a read holding only complete events, no state pending."""
+    def _whole_events(self, blocks: list[bytes]) -> list[SSEEvent]:
+        """The common case: a read of complete events (*blocks* ends with ``b""``)."""
         events: list[SSEEvent] = []
-        for block in chunk.split(_BLANK)[:-1]:
+        for block in blocks[:-1]:
             if block[:5] == b"data:" and _LF not in block:
                 value = block[6:] if block[5:6] == b" " else block[5:]
                 events.append(SSEEvent(value.decode("utf-8", "replace"), "message", self._id))

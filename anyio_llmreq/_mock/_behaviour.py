@@ -10,6 +10,7 @@ import attrs
 __all__ = ["MockBehaviour"]
 
 _nonneg = attrs.validators.ge(0)
+_nonneg_f = attrs.validators.ge(0.0)
 _opt_nonneg_int = attrs.validators.optional(
     [attrs.validators.instance_of(int), attrs.validators.ge(0)]
 )
@@ -40,8 +41,8 @@ class MockBehaviour:
     """
 
     # Timing (seconds): delay before the first output event, then between events.
-    ttft: float = attrs.field(default=0.0, converter=_to_float, validator=_nonneg)
-    itl: float = attrs.field(default=0.0, converter=_to_float, validator=_nonneg)
+    ttft: float = attrs.field(default=0.0, converter=_to_float, validator=_nonneg_f)
+    itl: float = attrs.field(default=0.0, converter=_to_float, validator=_nonneg_f)
 
     # Output shape.
     output_len: int = attrs.field(default=16, validator=_nonneg)
@@ -85,7 +86,7 @@ class MockBehaviour:
     malformed_after: int | None = attrs.field(default=None, validator=_opt_nonneg_int)
     split_at: tuple[int, ...] = attrs.field(default=(), converter=_to_offsets)
     split_every: int | None = attrs.field(default=None, validator=_opt_pos_int)
-    split_delay: float = attrs.field(default=0.002, converter=_to_float, validator=_nonneg)
+    split_delay: float = attrs.field(default=0.002, converter=_to_float, validator=_nonneg_f)
     hang: bool = False
     headers_then_hang: bool = False
     trickle: bool = False
@@ -95,7 +96,7 @@ class MockBehaviour:
         validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)],
     )
     seed: int | None = None
-    fault_stall: float = attrs.field(default=0.5, converter=_to_float, validator=_nonneg)
+    fault_stall: float = attrs.field(default=0.5, converter=_to_float, validator=_nonneg_f)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> MockBehaviour:
         """Return a copy with ``overrides`` applied; unknown keys raise ``ValueError``."""

@@ -194,8 +194,8 @@ def parse_multipart(
         content = content.removesuffix(b"\r\n")
         headers = {}
         for line in head.strip(b"\r\n").split(b"\r\n"):
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
+            key, _, value = line.decode("latin-1").partition(":")
+            headers[key.strip().lower()] = value.strip()
         disposition = headers.get("content-disposition", "")
         name = _param(disposition, "name")
         if name is None:
