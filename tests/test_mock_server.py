@@ -25,16 +25,6 @@ from anyio_llmreq._mock import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-        pytest.param(("trio", {}), id="trio"),
-    ]
-)
-def anyio_backend(request):
-    return request.param
-
 
 COMPLETION = {
     "model": "m1",
