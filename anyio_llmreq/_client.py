@@ -26,6 +26,7 @@ from ._engine import (
 )
 from ._exceptions import ConfigError, RequestTimeout
 from ._models import Delta, RequestFuncInput, RequestFuncOutput
+from ._sse import DEFAULT_MAX_EVENT_BYTES
 from .backends._base import Backend, api_key_from_env
 from .backends._registry import get_backend
 
@@ -130,6 +131,8 @@ class Client:
         api_key: sent as a bearer token to backends that take one; by default the
             ``OPENAI_API_KEY`` environment variable, read at each request.
         clock: the clock every timing is read from.
+        max_response_bytes: the largest stream event or non-streaming body buffered;
+            a larger one fails the request instead of exhausting memory.
     """
 
     http_client: httpx.AsyncClient | None = None
@@ -138,6 +141,7 @@ class Client:
     verify: bool | ssl.SSLContext = True
     api_key: str | None = attrs.field(default=None, repr=False)
     clock: Callable[[], float] = time.perf_counter
+    max_response_bytes: int = DEFAULT_MAX_EVENT_BYTES
     _http: httpx.AsyncClient | None = attrs.field(default=None, init=False, repr=False)
 
     async def __aenter__(self) -> Client:
@@ -183,7 +187,7 @@ class Client:
         http_request, audio = build_http_request(
             http, resolved, request, self.api_key or api_key_from_env(), deadline
         )
-        exchange = Exchange(resolved, request)
+        exchange = Exchange(resolved, request, self.max_response_bytes)
         exchange.input_audio_duration = audio
         return exchange, http_request
 

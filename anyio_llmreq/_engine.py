@@ -42,7 +42,7 @@ from ._models import (
     RequestFuncOutput,
     SSEEvent,
 )
-from ._sse import SSEDecoder
+from ._sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from .backends._base import Backend
 
 __all__ = ["ARRIVAL_EXTENSION", "Exchange", "Timeouts", "body_chunks", "close_chunks", "error_text"]
@@ -115,8 +115,9 @@ class Exchange:
 
     backend: Backend
     request: RequestFuncInput
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES
     start: float = 0.0
-    decoder: SSEDecoder = attrs.Factory(SSEDecoder)
+    decoder: SSEDecoder = attrs.Factory(lambda self: SSEDecoder(self.max_bytes), takes_self=True)
     acc: Accumulator = attrs.Factory(Accumulator)
     itl: list[float] = attrs.Factory(list)
     first: float | None = None
@@ -126,6 +127,7 @@ class Exchange:
     input_audio_duration: float = 0.0
     error: str = ""
     _body: list[bytes] = attrs.Factory(list)
+    _body_bytes: int = 0
 
     def feed(self, chunk: bytes, now: float, sink: list[Delta] | None = None) -> None:
         """Decode one read's bytes stamped *now*; append its deltas to *sink* if given."""
@@ -144,7 +146,13 @@ class Exchange:
                 self._stamp(now)
 
     def feed_body(self, chunk: bytes) -> None:
-        """Buffer one read of a non-streaming body."""
+        """Buffer one read of a non-streaming body, within the size limit."""
+        self._body_bytes += len(chunk)
+        if self._body_bytes > self.max_bytes:
+            self._body.clear()
+            raise StreamProtocolError(
+                f"response body larger than {self.max_bytes} bytes; refusing to buffer more"
+            )
         self._body.append(chunk)
 
     def feed_whole_body(self, now: float, sink: list[Delta] | None = None) -> None:

@@ -18,9 +18,14 @@ An event still incomplete when the stream ends is dropped, as the spec requires.
 
 from __future__ import annotations
 
+from ._exceptions import StreamProtocolError
 from ._models import SSEEvent
 
-__all__ = ["SSEDecoder"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder"]
+
+#: The largest event (or line) a decoder buffers before it gives up: a server that
+#: never ends a line must not exhaust the client's memory.
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 _LF = b"\n"
 _CR = b"\r"
@@ -30,9 +35,22 @@ _BLANK = b"\n\n"
 class SSEDecoder:
     """Turn a byte stream into ``SSEEvent`` objects, one read at a time."""
 
-    __slots__ = ("_data", "_event", "_id", "_pending_cr", "_retry", "_tail")
+    __slots__ = (
+        "_data",
+        "_data_bytes",
+        "_event",
+        "_id",
+        "_max_event_bytes",
+        "_pending_cr",
+        "_retry",
+        "_tail",
+        "_tail_bytes",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max_event_bytes = max_event_bytes
+        self._tail_bytes = 0
+        self._data_bytes = 0
         self._tail: list[bytes] = []
         self._pending_cr = False
         self._event = b""
@@ -63,17 +81,32 @@ class SSEDecoder:
         end = chunk.rfind(_LF)
         if end < 0:
             if chunk:
-                self._tail.append(chunk)
+                self._keep(chunk)
             return []
         if self._tail:
             self._tail.append(chunk[:end])
             block = b"".join(self._tail)
             self._tail.clear()
+            self._tail_bytes = 0
         else:
             block = chunk[:end]
         if end + 1 < len(chunk):
-            self._tail.append(chunk[end + 1 :])
+            self._keep(chunk[end + 1 :])
         return self._lines(block.split(_LF))
+
+    def _keep(self, piece: bytes) -> None:
+        """Hold the start of an unfinished line, within the size limit."""
+        self._tail_bytes += len(piece)
+        if self._tail_bytes > self._max_event_bytes:
+            self._too_large()
+        self._tail.append(piece)
+
+    def _too_large(self) -> None:
+        self._tail.clear()
+        self._data = []
+        raise StreamProtocolError(
+            f"stream event larger than {self._max_event_bytes} bytes; refusing to buffer more"
+        )
 
     def _whole_events(self, blocks: list[bytes]) -> list[SSEEvent]:
         """The common case: a read of complete events (*blocks* ends with ``b""``)."""
@@ -99,6 +132,9 @@ class SSEDecoder:
                 # The hot case: one `data:` line per event.
                 value = line[5:]
                 data.append(value[1:] if value[:1] == b" " else value)
+                self._data_bytes += len(value)
+                if self._data_bytes > self._max_event_bytes:
+                    self._too_large()
                 continue
             if line[:1] == b":":
                 continue
@@ -107,6 +143,7 @@ class SSEDecoder:
                 value = value[1:]
             if name == b"data":
                 data.append(value)
+                self._data_bytes += len(value)
             elif name == b"event":
                 self._event = value
             elif name == b"id":
@@ -129,6 +166,7 @@ class SSEDecoder:
             self._retry,
         )
         self._data = []
+        self._data_bytes = 0
         self._event = b""
         self._retry = None
         return event

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import pytest
 from httpx_sse._decoders import SSEDecoder as ReferenceDecoder
 from httpx_sse._decoders import SSELineDecoder
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anyio_llmreq import SSEDecoder, SSEEvent
+from anyio_llmreq import SSEDecoder, SSEEvent, StreamProtocolError
 
 from .strategies import split_at, splits, sse_streams
 
@@ -94,3 +95,16 @@ def test_reads_cut_at_event_boundaries(text: str, data: st.DataObject) -> None:
     groups = data.draw(st.integers(min_value=1, max_value=4))
     pieces = [b"".join(blocks[i : i + groups]) for i in range(0, len(blocks), groups)]
     assert our_events(pieces) == reference_events(b"".join(pieces).decode())
+
+
+def test_an_endless_line_is_refused_at_the_limit() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    decoder.feed(b"data: " + b"x" * 900)
+    with pytest.raises(StreamProtocolError, match="larger than 1000 bytes"):
+        decoder.feed(b"x" * 200)
+
+
+def test_many_data_lines_are_refused_at_the_limit() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    with pytest.raises(StreamProtocolError, match="larger than 1000 bytes"):
+        decoder.feed((b"data: " + b"y" * 100 + b"\n") * 11)
