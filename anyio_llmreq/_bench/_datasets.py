@@ -1,0 +1,263 @@
+"""Prompt datasets: random, ShareGPT, sonnet, custom JSONL and prefix repetition.
+
+Each sampler is pure apart from reading its file, and deterministic for a seed. Lengths
+are counted with a ``TokenCounter`` (a tokenizer, or whitespace words).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from ._tokens import TokenCounter
+
+__all__ = [
+    "DATASET_NAMES",
+    "SampleRequest",
+    "sample_custom",
+    "sample_prefix_repetition",
+    "sample_random",
+    "sample_sharegpt",
+    "sample_sonnet",
+]
+
+DATASET_NAMES = ("random", "sharegpt", "sonnet", "custom", "prefix-repetition")
+
+
+@attrs.frozen
+class SampleRequest:
+    """One prompt to send (vLLM's ``SampleRequest``)."""
+
+    prompt: Any
+    prompt_len: int
+    expected_output_len: int
+    request_id: str = ""
+
+
+def _with_ids(requests: list[SampleRequest], prefix: str) -> list[SampleRequest]:
+    return [attrs.evolve(r, request_id=f"{prefix}{i}") for i, r in enumerate(requests)]
+
+
+def _text_of_len(counter: TokenCounter, ids: list[int], target: int) -> tuple[str, int]:
+    """Decode *ids*; for a real tokenizer re-encode and cut to *target* tokens."""
+    text = counter.decode(ids)
+    if counter.kind == "words":
+        return text, len(ids)
+    again = counter.encode(text)
+    if len(again) > target:
+        text = counter.decode(again[:target])
+    return text, counter.count(text)
+
+
+def sample_random(
+    counter: TokenCounter,
+    num_requests: int,
+    *,
+    input_len: int = 1024,
+    output_len: int = 128,
+    range_ratio: float = 0.0,
+    prefix_len: int = 0,
+    seed: int = 0,
+    request_id_prefix: str = "",
+) -> list[SampleRequest]:
+    """Random token prompts (vLLM's ``RandomDataset``): lengths uniform in
+    ``[len * (1 - ratio), len * (1 + ratio)]``, a shared random prefix of *prefix_len*."""
+    import numpy as np
+
+    if not 0.0 <= range_ratio < 1.0:
+        raise ValueError("random_range_ratio must be in [0, 1)")
+    rng = np.random.default_rng(seed)
+    vocab = counter.vocab_size
+    in_low, in_high = int(input_len * (1 - range_ratio)), int(input_len * (1 + range_ratio))
+    out_low = max(int(output_len * (1 - range_ratio)), 1)
+    out_high = max(int(output_len * (1 + range_ratio)), 1)
+    input_lens = rng.integers(in_low, in_high + 1, size=num_requests)
+    output_lens = rng.integers(out_low, out_high + 1, size=num_requests)
+    offsets = rng.integers(0, vocab, size=num_requests)
+    prefix = rng.integers(0, vocab, size=prefix_len).tolist() if prefix_len > 0 else []
+    requests = []
+    for i in range(num_requests):
+        inner = ((int(offsets[i]) + i + np.arange(int(input_lens[i]))) % vocab).tolist()
+        ids = prefix + inner
+        prompt, length = _text_of_len(counter, ids, len(ids))
+        requests.append(SampleRequest(prompt, length, int(output_lens[i])))
+    return _with_ids(requests, request_id_prefix)
+
+
+def sample_prefix_repetition(
+    counter: TokenCounter,
+    num_requests: int,
+    *,
+    prefix_len: int = 256,
+    suffix_len: int = 256,
+    num_prefixes: int = 10,
+    output_len: int = 128,
+    seed: int = 0,
+    request_id_prefix: str = "",
+) -> list[SampleRequest]:
+    """*num_prefixes* random prefixes, each shared by an equal share of the requests
+    (vLLM's ``PrefixRepetitionRandomDataset``); shuffled."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    vocab = counter.vocab_size
+    num_prefixes = max(1, min(num_prefixes, num_requests))
+    per_prefix = -(-num_requests // num_prefixes)
+    requests = []
+    for _ in range(num_prefixes):
+        prefix = rng.integers(0, vocab, size=prefix_len).tolist()
+        for _ in range(per_prefix):
+            suffix = rng.integers(0, vocab, size=suffix_len).tolist()
+            ids = prefix + suffix
+            prompt, length = _text_of_len(counter, ids, len(ids))
+            requests.append(SampleRequest(prompt, length, output_len))
+    random.Random(seed).shuffle(requests)
+    return _with_ids(requests[:num_requests], request_id_prefix)
+
+
+def sample_sharegpt(
+    counter: TokenCounter,
+    num_requests: int,
+    path: str,
+    *,
+    output_len: int | None = None,
+    seed: int = 0,
+    request_id_prefix: str = "",
+) -> list[SampleRequest]:
+    """The first two turns of ShareGPT conversations (vLLM's filter: prompt and output
+    of at least 4 tokens, prompt at most 1024, both together at most 2048)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    convs = [d["conversations"] for d in data if len(d.get("conversations", ())) >= 2]
+    random.Random(seed).shuffle(convs)
+    requests: list[SampleRequest] = []
+    for conv in convs:
+        if len(requests) >= num_requests:
+            break
+        prompt, completion = conv[0]["value"], conv[1]["value"]
+        prompt_len = counter.count(prompt)
+        out_len = output_len if output_len is not None else counter.count(completion)
+        if prompt_len < 4 or (output_len is None and out_len < 4):
+            continue
+        if prompt_len > 1024 or prompt_len + out_len > 2048:
+            continue
+        requests.append(SampleRequest(prompt, prompt_len, out_len))
+    if not requests:
+        raise ValueError(f"no usable ShareGPT conversation in {path}")
+    return _with_ids(_oversample(requests, num_requests, seed), request_id_prefix)
+
+
+def _oversample(requests: list[SampleRequest], n: int, seed: int) -> list[SampleRequest]:
+    if len(requests) >= n:
+        return requests[:n]
+    rnd = random.Random(seed)
+    return requests + [rnd.choice(requests) for _ in range(n - len(requests))]
+
+
+def sample_sonnet(
+    counter: TokenCounter,
+    num_requests: int,
+    path: str,
+    *,
+    input_len: int = 550,
+    output_len: int = 150,
+    prefix_len: int = 200,
+    seed: int = 0,
+    chat_template: bool = True,
+    request_id_prefix: str = "",
+) -> list[SampleRequest]:
+    """Poem lines (vLLM's ``SonnetDataset``): a fixed prefix of lines plus random lines up
+    to *input_len* tokens, behind "Pick as many lines as you can...". With a tokenizer
+    that has a chat template and *chat_template*, the prompt is put in chat format."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    if not lines:
+        raise ValueError(f"{path} has no lines")
+    base = "Pick as many lines as you can from these poem lines:\n"
+    base_len = counter.count(base)
+    avg = sum(counter.count(line) for line in lines) / len(lines)
+    if input_len <= base_len:
+        raise ValueError(f"sonnet input_len must be over {base_len}")
+    n_prefix = max(round((prefix_len - base_len) / avg), 0)
+    n_input = max(round((input_len - base_len) / avg), n_prefix)
+    prefix_lines = lines[:n_prefix]
+    rnd = random.Random(seed)
+    requests = []
+    for _ in range(num_requests):
+        extra = rnd.choices(lines, k=n_input - n_prefix)
+        prompt = base + "".join(prefix_lines + extra)
+        formatted = None
+        template = getattr(counter, "apply_chat_template", None)
+        if chat_template and template is not None:
+            formatted = template(prompt)
+        prompt = formatted or prompt
+        requests.append(SampleRequest(prompt, counter.count(prompt), output_len))
+    return _with_ids(requests, request_id_prefix)
+
+
+def sample_custom(
+    counter: TokenCounter,
+    num_requests: int,
+    path: str,
+    *,
+    output_len: int = 256,
+    seed: int = 0,
+    shuffle: bool = False,
+    request_id_prefix: str = "",
+) -> list[SampleRequest]:
+    """A JSONL file with one ``{"prompt": ...}`` object per line. A line's own
+    ``output_tokens`` or ``max_tokens`` wins over *output_len* (``-1`` requires it)."""
+    requests: list[SampleRequest] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or "prompt" not in obj:
+                raise ValueError(f"{path}:{lineno}: each line needs a 'prompt' field")
+            prompt = obj["prompt"]
+            out = obj.get("output_tokens", obj.get("max_tokens", output_len))
+            if out is None or int(out) < 0:
+                raise ValueError(f"{path}:{lineno}: no output length (use --custom-output-len)")
+            text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+            requests.append(SampleRequest(prompt, counter.count(text), int(out)))
+    if not requests:
+        raise ValueError(f"{path} has no prompts")
+    if shuffle:
+        random.Random(seed).shuffle(requests)
+    return _with_ids(_oversample(requests, num_requests, seed), request_id_prefix)
+
+
+def sample_requests(
+    name: str,
+    counter: TokenCounter,
+    num_requests: int,
+    *,
+    path: str | None,
+    seed: int,
+    request_id_prefix: str,
+    options: dict[str, Any],
+) -> list[SampleRequest]:
+    """Dispatch on the dataset *name* (``--dataset-name``)."""
+    common: dict[str, Any] = {"seed": seed, "request_id_prefix": request_id_prefix}
+    if name == "random":
+        return sample_random(counter, num_requests, **common, **options)
+    if name == "prefix-repetition":
+        return sample_prefix_repetition(counter, num_requests, **common, **options)
+    if path is None:
+        raise ValueError(f"--dataset-name {name} needs --dataset-path")
+    if name == "sharegpt":
+        return sample_sharegpt(counter, num_requests, path, **common, **options)
+    if name == "sonnet":
+        return sample_sonnet(counter, num_requests, path, **common, **options)
+    if name == "custom":
+        return sample_custom(counter, num_requests, path, **common, **options)
+    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
+
+
+def _unused(_: Sequence[Any]) -> None:  # pragma: no cover - keeps Sequence imported
+    pass

@@ -1,0 +1,218 @@
+"""``--workers N``: N processes, each with its own event loop, one shared schedule.
+
+The parent precomputes the schedule; worker *k* sends requests ``i % N == k`` at their
+absolute offsets from a common start time (``time.perf_counter`` is system-wide on
+Linux, macOS and Windows), and sends every finished request back over its pipe as it
+finishes. The parent merges them, so percentiles are computed on all the data.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from .._engine import Timeouts
+from ._drive import PhaseStats, RequestRecord, ScheduledRequest
+
+__all__ = ["WorkerSpec", "run_workers", "split_concurrency", "split_requests"]
+
+_START_MARGIN = 0.05
+_READY_TIMEOUT = 120.0
+
+
+@attrs.frozen
+class WorkerSpec:
+    """Everything one worker process needs (pickled to it)."""
+
+    worker: int
+    loop: str
+    backend: str
+    requests: tuple[ScheduledRequest, ...]
+    max_concurrency: int | None
+    timeouts: Timeouts
+    verify: bool
+
+
+def split_requests(
+    requests: Sequence[ScheduledRequest], workers: int
+) -> list[tuple[ScheduledRequest, ...]]:
+    """Worker *k* gets the requests whose position ``i`` has ``i % workers == k``."""
+    return [tuple(requests[k::workers]) for k in range(workers)]
+
+
+def split_concurrency(max_concurrency: int | None, workers: int) -> list[int | None]:
+    """Share ``--max-concurrency`` across workers so the shares add up to it."""
+    if max_concurrency is None:
+        return [None] * workers
+    base, extra = divmod(max_concurrency, workers)
+    return [base + (1 if k < extra else 0) for k in range(workers)]
+
+
+def _worker_main(conn: Connection, spec: WorkerSpec) -> None:
+    # Ctrl-C reaches the whole process group: the parent handles it and sends SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    backend = "asyncio" if spec.loop == "uvloop" else spec.loop
+    options: dict[str, Any] = {"use_uvloop": True} if spec.loop == "uvloop" else {}
+    try:
+        anyio.run(_worker_async, conn, spec, backend=backend, backend_options=options)
+    except BaseException as exc:  # report anything, then exit
+        try:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except Exception:
+            pass
+        raise
+    finally:
+        conn.close()
+
+
+async def _worker_async(conn: Connection, spec: WorkerSpec) -> None:
+    import gc
+
+    from .._client import Client
+    from ._drive import drive
+
+    async with Client(timeouts=spec.timeouts, verify=spec.verify) as client:
+        conn.send(("ready", os.getpid()))
+        message = await anyio.to_thread.run_sync(conn.recv)
+        if message[0] != "start":
+            return
+        start = float(message[1])
+        gc.collect()
+        gc.freeze()
+
+        def on_record(rec: RequestRecord) -> None:
+            conn.send(("record", rec))
+
+        sigs = () if sys.platform == "win32" else (signal.SIGTERM,)
+        _, stats = await drive(
+            client,
+            spec.backend,
+            spec.requests,
+            start=start,
+            max_concurrency=spec.max_concurrency,
+            on_record=on_record,
+            signals=sigs,
+            worker=spec.worker,
+        )
+        conn.send(("done", stats))
+
+
+async def run_workers(
+    specs: Sequence[WorkerSpec],
+    *,
+    on_record: Callable[[RequestRecord], None],
+    on_start: Callable[[float], None] | None = None,
+    handle_signals: bool = True,
+) -> tuple[list[RequestRecord], list[PhaseStats], float]:
+    """Start one process per spec, start them together, gather their records.
+
+    Returns the records (in arrival order), each worker's stats and the common start
+    (``perf_counter``). SIGINT/SIGTERM in the parent is forwarded to the workers as
+    SIGTERM; they stop and send back everything they finished.
+
+    Raises:
+        RuntimeError: a worker failed to start or crashed.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    procs: list[Any] = []
+    conns: list[Connection] = []
+    records: list[RequestRecord] = []
+    stats: list[PhaseStats | None] = [None] * len(specs)
+    errors: list[str] = []
+    try:
+        for spec in specs:
+            parent_conn, child_conn = ctx.Pipe()
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(child_conn, spec),
+                daemon=True,
+                name=f"anyio-llmreq-bench-{spec.worker}",
+            )
+            proc.start()
+            child_conn.close()
+            procs.append(proc)
+            conns.append(parent_conn)
+
+        def recv_ready(conn: Connection) -> Any:
+            if not conn.poll(_READY_TIMEOUT):
+                raise RuntimeError("a bench worker did not start in time")
+            return conn.recv()
+
+        for conn in conns:
+            try:
+                message = await anyio.to_thread.run_sync(recv_ready, conn)
+            except EOFError:
+                raise RuntimeError("a bench worker exited while starting") from None
+            if message[0] != "ready":
+                raise RuntimeError(f"bench worker failed: {message[1]}")
+        start = time.perf_counter() + _START_MARGIN
+        for conn in conns:
+            conn.send(("start", start))
+        if on_start is not None:
+            on_start(start)
+
+        def stop_workers() -> None:
+            for proc in procs:
+                if proc.is_alive() and proc.pid is not None:
+                    try:
+                        os.kill(proc.pid, signal.SIGTERM)
+                    except OSError:
+                        pass
+
+        async def read(k: int, conn: Connection) -> None:
+            while True:
+                try:
+                    message = await anyio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
+                except EOFError:
+                    if stats[k] is None:
+                        errors.append(f"worker {k} exited without its results")
+                    return
+                kind = message[0]
+                if kind == "record":
+                    records.append(message[1])
+                    on_record(message[1])
+                elif kind == "done":
+                    stats[k] = message[1]
+                    return
+                elif kind == "error":
+                    errors.append(f"worker {k}: {message[1]}")
+                    return
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            if sys.platform == "win32" or not handle_signals:  # pragma: no cover
+                return
+            try:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                    async for _ in received:
+                        stop_workers()
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+                return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            async with anyio.create_task_group() as readers:
+                for k, conn in enumerate(conns):
+                    readers.start_soon(read, k, conn)
+            tg.cancel_scope.cancel()
+    finally:
+        for conn in conns:
+            conn.close()
+        with anyio.CancelScope(shield=True):
+            for proc in procs:
+                await anyio.to_thread.run_sync(proc.join, 10.0)
+                if proc.is_alive():
+                    proc.kill()
+                    await anyio.to_thread.run_sync(proc.join, 5.0)
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return records, [s for s in stats if s is not None], start
