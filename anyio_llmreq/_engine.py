@@ -89,12 +89,39 @@ def error_text(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _root_cause(exc: BaseException) -> BaseException | None:
+    """The innermost cause that has a message (the first of a group), if any.
+
+    The implicit context is followed too: httpcore re-raises its errors with ``from None``.
+    """
+    found = None
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(16):  # a bound instead of cycle detection; real chains are short
+        if cause is None:
+            break
+        group = getattr(cause, "exceptions", None)
+        if group:
+            cause = group[0]
+            continue
+        if str(cause):
+            found = cause
+        cause = cause.__cause__ or cause.__context__
+    return found
+
+
 def _translate(exc: Exception) -> RequestError:
     """Map an exception raised while a request ran onto our tree."""
     if isinstance(exc, RequestError):
         return exc
     name = type(exc).__name__
-    detail = " ".join((str(exc) or "no details").split())
+    detail = " ".join(str(exc).split())
+    root = _root_cause(exc)
+    if root is not None and str(root) not in str(exc):
+        # Wrappers often say only "All connection attempts failed" or nothing at all
+        # (httpx over trio, for a TLS failure); the root cause says why.
+        why = " ".join(f"{type(root).__name__}: {root}".split())
+        detail = f"{detail}: {why}" if detail else why
+    detail = detail or "no details"
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(f"{name}: {detail}")
     if isinstance(exc, (httpx.TransportError, OSError, anyio.EndOfStream)):

@@ -1,19 +1,47 @@
-"""Backends: sans-IO descriptions of LLM server APIs, and their registry."""
+"""Backends: sans-IO descriptions of LLM server APIs, and their registry.
 
+The helpers (``base_headers``, ``decode_json``, ``error_message``, ``usage_completion``,
+``validate_url``) are the ones the built-in backends use; custom backends may use them.
+"""
+
+from ._audio import OpenAIAudio as OpenAIAudio
 from ._base import Backend as Backend
 from ._base import Framing as Framing
+from ._base import base_headers as base_headers
+from ._base import decode_json as decode_json
+from ._base import error_message as error_message
+from ._base import usage_completion as usage_completion
+from ._base import validate_url as validate_url
+from ._mii import DeepSpeedMII as DeepSpeedMII
 from ._openai import OpenAIChat as OpenAIChat
 from ._openai import OpenAICompletions as OpenAICompletions
+from ._pooling import OpenAIEmbeddings as OpenAIEmbeddings
+from ._pooling import VLLMPooling as VLLMPooling
+from ._pooling import VLLMRerank as VLLMRerank
 from ._registry import backend_names as backend_names
 from ._registry import get_backend as get_backend
 from ._registry import register_backend as register_backend
+from ._tgi import TGI as TGI
+from ._trtllm import TensorRTLLM as TensorRTLLM
 
 __all__ = (
+    "TGI",
     "Backend",
+    "DeepSpeedMII",
     "Framing",
+    "OpenAIAudio",
     "OpenAIChat",
     "OpenAICompletions",
+    "OpenAIEmbeddings",
+    "TensorRTLLM",
+    "VLLMPooling",
+    "VLLMRerank",
     "backend_names",
+    "base_headers",
+    "decode_json",
+    "error_message",
     "get_backend",
     "register_backend",
+    "usage_completion",
+    "validate_url",
 )
