@@ -6,6 +6,16 @@ Works under asyncio, uvloop and trio. ``ASYNC_REQUEST_FUNCS``, ``RequestFuncInpu
 """
 
 from .__version__ import __version__ as __version__
+from ._bench import BenchConfig as BenchConfig
+from ._bench import BenchmarkMetrics as BenchmarkMetrics
+from ._bench import BenchmarkResult as BenchmarkResult
+from ._bench import RequestRecord as RequestRecord
+from ._bench import RequestSchedule as RequestSchedule
+from ._bench import SelfCheck as SelfCheck
+from ._bench import arun_benchmark as arun_benchmark
+from ._bench import calculate_metrics as calculate_metrics
+from ._bench import get_request_schedule as get_request_schedule
+from ._bench import run_benchmark as run_benchmark
 from ._client import Client as Client
 from ._client import ResponseStream as ResponseStream
 from ._client import TimedDelta as TimedDelta
@@ -72,6 +82,9 @@ __all__ = (
     "TGI",
     "Accumulator",
     "Backend",
+    "BenchConfig",
+    "BenchmarkMetrics",
+    "BenchmarkResult",
     "Client",
     "Completion",
     "ConfigError",
@@ -92,12 +105,15 @@ __all__ = (
     "RequestFunc",
     "RequestFuncInput",
     "RequestFuncOutput",
+    "RequestRecord",
+    "RequestSchedule",
     "RequestSpec",
     "RequestTimeout",
     "ResponseStream",
     "ResultDelta",
     "SSEDecoder",
     "SSEEvent",
+    "SelfCheck",
     "ServerReportedError",
     "StreamProtocolError",
     "TensorRTLLM",
@@ -111,6 +127,7 @@ __all__ = (
     "VLLMPooling",
     "VLLMRerank",
     "__version__",
+    "arun_benchmark",
     "async_request_deepspeed_mii",
     "async_request_openai_audio",
     "async_request_openai_chat_completions",
@@ -121,8 +138,11 @@ __all__ = (
     "async_request_vllm_pooling",
     "async_request_vllm_rerank",
     "backend_names",
+    "calculate_metrics",
     "get_backend",
     "get_model",
+    "get_request_schedule",
     "get_tokenizer",
     "register_backend",
+    "run_benchmark",
 )
