@@ -27,6 +27,7 @@ from ._engine import (
 from ._exceptions import ConfigError, RequestTimeout
 from ._models import Delta, RequestFuncInput, RequestFuncOutput
 from ._sse import DEFAULT_MAX_EVENT_BYTES
+from ._transport import AnyioTransport
 from .backends._base import Backend, api_key_from_env
 from .backends._registry import get_backend
 
@@ -34,13 +35,13 @@ __all__ = ["Client", "ResponseStream", "TimedDelta", "default_transport"]
 
 
 def default_transport(verify: bool | ssl.SSLContext = True) -> httpx.AsyncBaseTransport:
-    """The transport a ``Client`` uses unless given one."""
-    return httpx.AsyncHTTPTransport(
-        verify=verify,
-        limits=httpx.Limits(
-            max_connections=None, max_keepalive_connections=None, keepalive_expiry=60.0
-        ),
-    )
+    """The transport a ``Client`` uses unless given one: ours, on anyio sockets.
+
+    httpx's default pool walks every connection on each request start and finish, which
+    serialises work at high concurrency; ours keeps idle connections in a free list per
+    host and stamps each socket read.
+    """
+    return AnyioTransport(verify=verify)
 
 
 @attrs.frozen

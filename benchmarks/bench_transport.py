@@ -1,0 +1,320 @@
+"""Client CPU per streamed SSE chunk: AnyioTransport vs plain httpx vs aiohttp.
+
+A zero-delay SSE server runs in its own process (pinned to one core); each client runs
+in a fresh process (pinned to another core) and streams POST responses of 256 events plus
+``[DONE]``, one HTTP chunk each, at several concurrency levels. Every consumer does the
+same work: split the raw bytes on ``b"\\n\\n"`` and count events. Reported: client
+``time.process_time()`` per event and events per second.
+
+    python benchmarks/bench_transport.py                 # full matrix
+    python benchmarks/bench_transport.py --levels 1,64 --scale 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+EVENT = b'data: {"choices":[{"index":0,"text":" tok"}]}\n\n'
+N_EVENTS = 256
+CHUNK = b"%x\r\n%s\r\n" % (len(EVENT), EVENT)
+DONE = b"data: [DONE]\n\n"
+LAST = b"%x\r\n%s\r\n0\r\n\r\n" % (len(DONE), DONE)
+HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+EVENTS_PER_REQUEST = N_EVENTS + 1
+PAYLOAD = b'{"model":"m","prompt":"hello","max_tokens":256,"stream":true}'
+CLIENTS = ("anyio", "httpx", "aiohttp")
+LOOPS = ("asyncio", "uvloop", "trio")
+
+
+# -- server (own process) ---------------------------------------------------------------
+
+
+class _SSEProtocol(asyncio.Protocol):
+    def __init__(self, yield_every: int) -> None:
+        self._buf = b""
+        self._yield_every = yield_every
+        self._transport: asyncio.Transport | None = None
+        self._queue: asyncio.Queue[None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._task = asyncio.get_running_loop().create_task(self._respond())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        while True:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lower = self._buf[:end].lower()
+            length = 0
+            if b"content-length:" in lower:
+                length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+            if len(self._buf) < end + 4 + length:
+                return
+            self._buf = self._buf[end + 4 + length :]
+            self._queue.put_nowait(None)
+
+    async def _respond(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        every = self._yield_every
+        while True:
+            await self._queue.get()
+            transport.write(HEAD)
+            for i in range(N_EVENTS):
+                transport.write(CHUNK)  # one write (one send) per event, like a token stream
+                if every and i % every == 0:
+                    await asyncio.sleep(0)
+            transport.write(LAST)
+
+
+def serve(port: int, yield_every: int) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _SSEProtocol(yield_every), "127.0.0.1", port, backlog=4096
+        )
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# -- clients (own process each) ------------------------------------------------------------
+
+
+def _count(chunk: bytes, buf: bytes) -> tuple[int, bytes]:
+    buf += chunk
+    parts = buf.split(b"\n\n")
+    return len(parts) - 1, parts[-1]
+
+
+async def _httpx_session(kind: str, url: str) -> tuple[Callable[[], Awaitable[int]], Any]:
+    import httpx
+
+    timeout = httpx.Timeout(300.0)
+    if kind == "anyio":
+        from anyio_llmreq._transport import AnyioTransport
+
+        client = httpx.AsyncClient(transport=AnyioTransport(), timeout=timeout)
+    else:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        client = httpx.AsyncClient(limits=limits, timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+
+    async def one() -> int:
+        n = 0
+        buf = b""
+        async with client.stream("POST", url, content=PAYLOAD, headers=headers) as response:
+            async for chunk in response.aiter_raw():
+                k, buf = _count(chunk, buf)
+                n += k
+        return n
+
+    return one, client.aclose
+
+
+async def _aiohttp_session(url: str) -> tuple[Callable[[], Awaitable[int]], Any]:
+    import aiohttp
+
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=300, sock_read=300),
+    )
+    headers = {"Content-Type": "application/json"}
+
+    async def one() -> int:
+        n = 0
+        buf = b""
+        async with session.post(url, data=PAYLOAD, headers=headers) as response:
+            async for chunk in response.content.iter_any():
+                k, buf = _count(chunk, buf)
+                n += k
+        return n
+
+    return one, session.close
+
+
+async def _run_level(one: Callable[[], Awaitable[int]], concurrency: int, requests: int) -> int:
+    import anyio
+
+    left = requests
+    total = 0
+
+    async def worker() -> None:
+        nonlocal left, total
+        while left > 0:
+            left -= 1
+            events = await one()  # not "total += await": that reads total before awaiting
+            total += events
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    return total
+
+
+async def _client_main(kind: str, port: int, levels: list[int], scale: float) -> None:
+    url = f"http://127.0.0.1:{port}/v1/completions"
+    if kind == "aiohttp":
+        one, close = await _aiohttp_session(url)
+    else:
+        one, close = await _httpx_session(kind, url)
+    try:
+        for concurrency in levels:
+            requests = max(concurrency, int(max(2 * concurrency, 400) * scale))
+            await _run_level(one, concurrency, concurrency)  # warm-up: open the connections
+            gc.collect()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            events = await _run_level(one, concurrency, requests)
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            assert events == requests * EVENTS_PER_REQUEST, (events, requests)
+            result = {"concurrency": concurrency, "events": events, "cpu": cpu, "wall": wall}
+            print(json.dumps(result), flush=True)
+    finally:
+        await close()
+
+
+def run_client(kind: str, loop: str, port: int, levels: list[int], scale: float) -> None:
+    import anyio
+
+    main = _client_main(kind, port, levels, scale)
+    if loop == "trio":
+        anyio.run(lambda: main, backend="trio")
+    else:
+        anyio.run(lambda: main, backend="asyncio", backend_options={"use_uvloop": loop == "uvloop"})
+
+
+# -- driver ---------------------------------------------------------------------------------
+
+
+def _pin(cores: set[int]) -> None:
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--levels", default="1,64,256,1024", help="concurrency levels")
+    parser.add_argument("--loops", default=",".join(LOOPS))
+    parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies request counts")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--yield-every", type=int, default=1, help="server yields every N events")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--loop", help=argparse.SUPPRESS)
+    parser.add_argument("--cores", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    if args.cores:
+        _pin({int(c) for c in args.cores.split(",")})
+    if args.serve:
+        serve(args.port, args.yield_every)
+        return
+    if args.client:
+        run_client(args.client, args.loop, args.port, levels, args.scale)
+        return
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    server_cores, client_cores = ("", "")
+    if len(cores) >= 2:
+        server_cores, client_cores = str(cores[0]), str(cores[1])
+    port = args.port
+    if not port:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    me = [sys.executable, os.path.abspath(__file__)]
+    server = subprocess.Popen(
+        [
+            *me,
+            "--serve",
+            f"--port={port}",
+            f"--yield-every={args.yield_every}",
+            f"--cores={server_cores}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready"
+        for loop in args.loops.split(","):
+            for kind in args.clients.split(","):
+                if kind == "aiohttp" and loop == "trio":
+                    continue  # aiohttp is asyncio-only
+                out = subprocess.run(
+                    [
+                        *me,
+                        f"--client={kind}",
+                        f"--loop={loop}",
+                        f"--port={port}",
+                        f"--levels={args.levels}",
+                        f"--scale={args.scale}",
+                        f"--cores={client_cores}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
+                if out.returncode:
+                    sys.exit(f"{kind} on {loop} failed:\n{out.stderr}")
+                for line in out.stdout.splitlines():
+                    row = json.loads(line)
+                    results[loop, kind, row["concurrency"]] = row
+                    us = row["cpu"] / row["events"] * 1e6
+                    progress = f"{loop:8} {kind:8} c={row['concurrency']:<5} {us:6.2f} us/chunk"
+                    print(progress, file=sys.stderr)
+    finally:
+        server.terminate()
+        server.wait()
+    _print_table(results)
+
+
+def _print_table(results: dict[tuple[str, str, int], dict[str, float]]) -> None:
+    print(f"cores: server/client pinned apart = {len(os.sched_getaffinity(0)) >= 2}")
+    print("| loop | client | concurrency | chunks/s | CPU us/chunk | CPU vs aiohttp |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (loop, kind, concurrency), row in results.items():
+        us = row["cpu"] / row["events"] * 1e6
+        # trio has no aiohttp: compare with aiohttp on plain asyncio.
+        ref = results.get((loop, "aiohttp", concurrency))
+        ref = ref or results.get(("asyncio", "aiohttp", concurrency))
+        ratio = f"{us / (ref['cpu'] / ref['events'] * 1e6):.2f}" if ref else "-"
+        if ref and loop == "trio":
+            ratio += " (vs asyncio)"
+        rate = row["events"] / row["wall"]
+        print(f"| {loop} | {kind} | {concurrency} | {rate:,.0f} | {us:.2f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
