@@ -225,8 +225,6 @@ class Accumulator:
     text_parts: list[str] = attrs.Factory(list)
     reasoning_parts: list[str] = attrs.Factory(list)
     tool_calls: list[ToolCallDelta] = attrs.Factory(list)
-    #: Output-bearing events (each may hold several deltas).
-    output_events: int = 0
     #: Tokens counted from ``TokenDelta``s, for servers that send no usage.
     token_events: int = 0
     prompt_tokens: int | None = None

@@ -75,9 +75,14 @@ class SSEDecoder:
             and not self._event
             and self._retry is None
         ):
-            blocks = chunk.split(_BLANK)
-            if not blocks[-1]:
-                return self._whole_events(blocks)
+            try:
+                # A read of whole events is whole UTF-8 too: decode it once.
+                blocks = chunk.decode().split("\n\n")
+            except UnicodeDecodeError:
+                pass  # invalid UTF-8: the line path decodes with replacement
+            else:
+                if not blocks[-1]:
+                    return self._whole_events(blocks)
         end = chunk.rfind(_LF)
         if end < 0:
             if chunk:
@@ -108,15 +113,15 @@ class SSEDecoder:
             f"stream event larger than {self._max_event_bytes} bytes; refusing to buffer more"
         )
 
-    def _whole_events(self, blocks: list[bytes]) -> list[SSEEvent]:
-        """The common case: a read of complete events (*blocks* ends with ``b""``)."""
+    def _whole_events(self, blocks: list[str]) -> list[SSEEvent]:
+        """The common case: a read of complete events (*blocks* ends with ``""``)."""
         events: list[SSEEvent] = []
         for block in blocks[:-1]:
-            if block[:5] == b"data:" and _LF not in block:
-                value = block[6:] if block[5:6] == b" " else block[5:]
-                events.append(SSEEvent(value.decode("utf-8", "replace"), "message", self._id))
+            if block.startswith("data:") and "\n" not in block:
+                value = block[6:] if block[5:6] == " " else block[5:]
+                events.append(SSEEvent(value, "message", self._id))
             else:
-                events.extend(self._lines([*block.split(_LF), b""]))
+                events.extend(self._lines([*block.encode().split(_LF), b""]))
         return events
 
     def _lines(self, lines: list[bytes]) -> list[SSEEvent]:

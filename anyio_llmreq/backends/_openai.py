@@ -8,6 +8,7 @@ from typing import Any, ClassVar, final
 import attrs
 
 from .._exceptions import ConfigError, StreamProtocolError
+from .._json import loads
 from .._models import (
     END,
     Accumulator,
@@ -26,25 +27,42 @@ from ._base import Framing, base_headers, decode_json, error_message, usage_comp
 __all__ = ["OpenAIChat", "OpenAICompletions", "chat_content"]
 
 
-def _usage(obj: dict[str, Any]) -> UsageDelta | None:
-    usage = obj.get("usage")
-    if not usage:
-        return None
+def _event_object(event: SSEEvent) -> dict[str, Any] | tuple[Delta, ...]:
+    """The event's JSON object, or the deltas of an event that holds none.
+
+    The common event (``data: {...}``) is parsed straight away; anything else (empty
+    data, ``[DONE]``, ``event: error``) goes through ``decode_json``.
+    """
+    data = event.data
+    if data[:1] == "{" and event.event == "message":
+        try:
+            obj = loads(data)
+        except ValueError:
+            return _object(decode_json(event))  # raises the clear "invalid JSON" error
+        if type(obj) is dict:
+            return obj
+        return _object(obj)
+    return _object(decode_json(event))
+
+
+def _object(obj: Any) -> dict[str, Any] | tuple[Delta, ...]:
+    if obj is None:
+        return ()
+    if obj == "[DONE]":
+        return (END,)
+    if isinstance(obj, dict):
+        return obj
+    raise StreamProtocolError(f"stream event is not a JSON object: {obj!r:.120}")
+
+
+def _usage(usage: Any) -> UsageDelta:
     if not isinstance(usage, dict):
-        raise StreamProtocolError(f"usage is not an object: {usage!r}")
+        raise StreamProtocolError(f"usage is not an object: {usage!r:.120}")
     return UsageDelta(usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
 
-def _first_choice(obj: Any) -> dict[str, Any] | None:
-    if not isinstance(obj, dict):
-        raise StreamProtocolError(f"stream event is not a JSON object: {obj!r:.120}")
-    choices = obj.get("choices")
-    if choices:
-        choice = choices[0]
-        if isinstance(choice, dict):
-            return choice
-        raise StreamProtocolError(f"choices[0] is not an object: {choice!r:.120}")
-    return None
+def _bad_shape(obj: dict[str, Any]) -> StreamProtocolError:
+    return StreamProtocolError(f"unexpected event shape: {obj!r:.120}")
 
 
 @final
@@ -78,23 +96,22 @@ class OpenAICompletions:
         return RequestSpec(url=request.api_url, json=payload, headers=base_headers(request))
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        obj = decode_json(event)
-        if obj is None:
-            return ()
-        if obj == "[DONE]":
-            return (END,)
-        choice = _first_choice(obj)
-        if "error" in obj and obj["error"]:
+        obj = _event_object(event)
+        if type(obj) is tuple:
+            return obj
+        assert isinstance(obj, dict)
+        if obj.get("error"):
             return (error_message(obj["error"]),)
-        deltas: list[Delta] = []
-        if choice is not None:
-            text = choice.get("text")
+        choices = obj.get("choices")
+        usage = obj.get("usage")
+        if choices:
+            try:
+                text = choices[0].get("text")
+            except (AttributeError, TypeError, KeyError):
+                raise _bad_shape(obj) from None
             if text:
-                deltas.append(TextDelta(text))
-        usage = _usage(obj)
-        if usage is not None:
-            deltas.append(usage)
-        return deltas
+                return (TextDelta(text),) if not usage else (TextDelta(text), _usage(usage))
+        return (_usage(usage),) if usage else ()
 
     def finalize(self, acc: Accumulator, /) -> Completion:
         return usage_completion(acc, "".join(acc.text_parts))
@@ -175,20 +192,22 @@ class OpenAIChat:
         return RequestSpec(url=request.api_url, json=payload, headers=headers)
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        obj = decode_json(event)
-        if obj is None:
-            return ()
-        if obj == "[DONE]":
-            return (END,)
-        choice = _first_choice(obj)
-        if "error" in obj and obj["error"]:
+        obj = _event_object(event)
+        if type(obj) is tuple:
+            return obj
+        assert isinstance(obj, dict)
+        if obj.get("error"):
             return (error_message(obj["error"]),)
         deltas: list[Delta] = []
-        if choice is not None:
-            chat_deltas(choice, deltas)
-        usage = _usage(obj)
-        if usage is not None:
-            deltas.append(usage)
+        choices = obj.get("choices")
+        if choices:
+            try:
+                chat_deltas(choices[0], deltas)
+            except (AttributeError, TypeError, KeyError):
+                raise _bad_shape(obj) from None
+        usage = obj.get("usage")
+        if usage:
+            deltas.append(_usage(usage))
         return deltas
 
     def finalize(self, acc: Accumulator, /) -> Completion:
