@@ -41,22 +41,20 @@ from ._models import (
     RequestFuncInput,
     RequestFuncOutput,
     SSEEvent,
+    TextDelta,
 )
 from ._sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from ._transport import ARRIVAL_EXTENSION, DEADLINE_EXTENSION
 from .backends._base import Backend
 
-__all__ = ["ARRIVAL_EXTENSION", "Exchange", "Timeouts", "body_chunks", "close_chunks", "error_text"]
+__all__ = ["Exchange", "Timeouts", "body_chunks", "close_chunks", "error_text"]
 
-#: Response extension set by our transport: an object whose ``time`` attribute is the
-#: ``perf_counter`` reading taken when the latest bytes came off the socket.
-ARRIVAL_EXTENSION = "anyio_llmreq.arrival"
-#: Request extension read by our transport: an absolute ``anyio.current_time()`` deadline.
-DEADLINE_EXTENSION = "anyio_llmreq.deadline"
 
 _NO_OUTPUT = "Never received a valid chunk to calculate TTFT (the response carried no output)."
 _ERROR_BODY_LIMIT = 2048
 # How long the rest of a failed body is read to unwind httpx's generators.
 _DRAIN_SECONDS = 0.5
+_DRAIN_BYTES = 1024 * 1024
 
 
 @attrs.frozen
@@ -89,6 +87,15 @@ def error_text(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+# httpx's timeouts often carry no message (httpcore over trio, for one).
+_TIMEOUT_DETAILS = {
+    "ConnectTimeout": "no connection within the connect timeout",
+    "ReadTimeout": "no data from the server within the read timeout",
+    "WriteTimeout": "could not send the request within the write timeout",
+    "PoolTimeout": "no free connection within the pool timeout",
+}
+
+
 def _root_cause(exc: BaseException) -> BaseException | None:
     """The innermost cause that has a message (the first of a group), if any.
 
@@ -103,7 +110,7 @@ def _root_cause(exc: BaseException) -> BaseException | None:
         if group:
             cause = group[0]
             continue
-        if str(cause):
+        if str(cause) and isinstance(cause, Exception):  # not a Cancelled: no news there
             found = cause
         cause = cause.__cause__ or cause.__context__
     return found
@@ -121,7 +128,7 @@ def _translate(exc: Exception) -> RequestError:
         # (httpx over trio, for a TLS failure); the root cause says why.
         why = " ".join(f"{type(root).__name__}: {root}".split())
         detail = f"{detail}: {why}" if detail else why
-    detail = detail or "no details"
+    detail = detail or _TIMEOUT_DETAILS.get(name, "no details")
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(f"{name}: {detail}")
     if isinstance(exc, (httpx.TransportError, OSError, anyio.EndOfStream)):
@@ -160,17 +167,26 @@ class Exchange:
         """Decode one read's bytes stamped *now*; append its deltas to *sink* if given."""
         parse = self.backend.parse_event
         acc = self.acc
+        text_parts = acc.text_parts
+        output = False
         for event in self.decoder.feed(chunk):
-            output = False
             for delta in parse(event):
-                if acc.add(delta):
+                # Plain text is the overwhelming case: fold it without a call.
+                if type(delta) is TextDelta:
+                    text_parts.append(delta.text)
+                    output = True
+                elif acc.add(delta):
                     output = True
                 elif type(delta) is ErrorDelta:
+                    if output:
+                        self._stamp(now)
                     raise ServerReportedError(delta.message)
                 if sink is not None:
                     sink.append(delta)
             if output:
+                # Several events in one read share its stamp: later ones add ITL 0.0.
                 self._stamp(now)
+                output = False
 
     def feed_body(self, chunk: bytes) -> None:
         """Buffer one read of a non-streaming body, within the size limit."""
@@ -242,13 +258,17 @@ async def check_status(response: httpx.Response) -> None:
     if 200 <= response.status_code < 300:
         return
     excerpt = b""
+    # Not ``aiter_raw()`` directly: leaving httpx's generators early makes trio warn.
+    chunks = body_chunks(response)
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in chunks:
             excerpt += chunk
             if len(excerpt) >= _ERROR_BODY_LIMIT:
                 break
     except Exception:
         pass
+    finally:
+        await close_chunks(chunks)
     body = " ".join(excerpt[:200].decode("utf-8", "replace").split())
     reason = response.reason_phrase
     message = f"HTTP {response.status_code} {reason}".rstrip()
@@ -358,9 +378,13 @@ async def close_chunks(chunks: AsyncIterator[bytes]) -> None:
     """
     if not inspect.isasyncgen(chunks) or chunks.ag_frame is None:
         return
-    with anyio.CancelScope(shield=True), anyio.move_on_after(_DRAIN_SECONDS):
+    with anyio.CancelScope(shield=True), anyio.move_on_after(_DRAIN_SECONDS) as scope:
+        drained = 0
         try:
-            async for _ in chunks:
-                pass
+            async for chunk in chunks:
+                drained += len(chunk)
+                if drained > _DRAIN_BYTES:
+                    # An endless body: stop now, not after half a second of reading.
+                    scope.cancel()
         except Exception:  # the request has already failed; the rest is noise
             pass
