@@ -376,12 +376,13 @@ async def close_chunks(chunks: AsyncIterator[bytes]) -> None:
     outside without leaving their inner generators half-run (trio warns), so the rest of
     the body is read for a short while instead: a cancelled read unwinds every layer.
     """
+    body = chunks
     if not inspect.isasyncgen(chunks) or chunks.ag_frame is None:
         return
     with anyio.CancelScope(shield=True), anyio.move_on_after(_DRAIN_SECONDS) as scope:
         drained = 0
         try:
-            async for chunk in chunks:
+            async for chunk in body:
                 drained += len(chunk)
                 if drained > _DRAIN_BYTES:
                     # An endless body: stop now, not after half a second of reading.

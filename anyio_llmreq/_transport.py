@@ -965,6 +965,11 @@ class _Watchdog:
 
     def discard(self, stream: _BodyStream) -> None:
         self._active.discard(stream)
+        if not self._active and self._due != _INF:
+            # Nothing left to watch: stop the timer instead of letting it sleep until
+            # the last deadline it was armed for (up to a whole read timeout).
+            self._due = _INF
+            self._disarm()
 
     def _sweep(self) -> float:
         now = perf_counter()
@@ -982,6 +987,9 @@ class _Watchdog:
     def _arm(self, due: float) -> None:
         raise NotImplementedError  # pragma: no cover
 
+    def _disarm(self) -> None:
+        raise NotImplementedError  # pragma: no cover
+
 
 class _AsyncioWatchdog(_Watchdog):
     __slots__ = ("_handle", "_loop")
@@ -995,6 +1003,11 @@ class _AsyncioWatchdog(_Watchdog):
         if self._handle is not None:
             self._handle.cancel()
         self._handle = self._loop.call_later(max(due - perf_counter(), 0.0), self._fire)
+
+    def _disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
     def _fire(self) -> None:
         self._handle = None
@@ -1021,6 +1034,10 @@ class _TrioWatchdog(_Watchdog):
             # is cancelled when the run ends.
             self._running = True
             trio.lowlevel.spawn_system_task(self._run, name="anyio_llmreq watchdog")
+
+    def _disarm(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()  # _run sees _due == _INF and ends
 
     async def _run(self) -> None:
         import trio

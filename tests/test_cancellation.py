@@ -241,11 +241,6 @@ async def test_leaving_a_stream_early_closes_it(transport: str) -> None:
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-@pytest.mark.xfail(
-    strict=False,
-    reason="AnyioTransport's trio watchdog sleeps until the last deadline it was armed "
-    "for (now + read timeout, 300 s by default) even after every stream has ended",
-)
 async def test_the_trio_watchdog_ends_with_its_streams() -> None:
     tasks = live_tasks(watchdog=True)
     async with open_mock_server(MockBehaviour(stall_after=2)) as server:
