@@ -1,7 +1,8 @@
 """Backends: sans-IO descriptions of LLM server APIs, and their registry.
 
-The helpers (``base_headers``, ``decode_json``, ``error_message``, ``usage_completion``,
-``validate_url``) are the ones the built-in backends use; custom backends may use them.
+The helpers (``base_headers``, ``decode_json``, ``event_object``, ``error_message``,
+``usage_completion``, ``validate_url``) are the ones the built-in backends use; custom
+backends may use them.
 """
 
 from ._audio import OpenAIAudio as OpenAIAudio
@@ -10,6 +11,7 @@ from ._base import Framing as Framing
 from ._base import base_headers as base_headers
 from ._base import decode_json as decode_json
 from ._base import error_message as error_message
+from ._base import event_object as event_object
 from ._base import usage_completion as usage_completion
 from ._base import validate_url as validate_url
 from ._mii import DeepSpeedMII as DeepSpeedMII
@@ -40,6 +42,7 @@ __all__ = (
     "base_headers",
     "decode_json",
     "error_message",
+    "event_object",
     "get_backend",
     "register_backend",
     "usage_completion",

@@ -13,7 +13,6 @@ import attrs
 
 from .._exceptions import ConfigError, StreamProtocolError
 from .._models import (
-    END,
     Accumulator,
     Completion,
     Delta,
@@ -25,7 +24,14 @@ from .._models import (
     TextDelta,
     UsageDelta,
 )
-from ._base import Framing, base_headers, decode_json, error_message, usage_completion, validate_url
+from ._base import (
+    Framing,
+    base_headers,
+    error_message,
+    event_object,
+    usage_completion,
+    validate_url,
+)
 from ._openai import chat_deltas
 
 __all__ = ["OpenAIAudio", "form_value"]
@@ -157,13 +163,10 @@ class OpenAIAudio:
         )
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        obj = decode_json(event)
-        if obj is None:
-            return ()
-        if obj == "[DONE]":
-            return (END,)
-        if not isinstance(obj, dict):
-            raise StreamProtocolError(f"audio event is not a JSON object: {obj!r:.120}")
+        obj = event_object(event, "audio event")
+        if type(obj) is tuple:
+            return obj
+        assert isinstance(obj, dict)
         if obj.get("error"):
             return (error_message(obj["error"]),)
         deltas: list[Delta] = []

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from .._exceptions import ConfigError, StreamProtocolError
 from .._json import loads
 from .._models import (
+    END,
     Accumulator,
     Completion,
     Delta,
@@ -29,6 +30,7 @@ __all__ = [
     "base_headers",
     "decode_json",
     "error_message",
+    "event_object",
     "usage_completion",
     "validate_url",
 ]
@@ -84,9 +86,7 @@ def validate_url(url: str, api_name: str, suffixes: Iterable[str]) -> None:
         raise ConfigError(f"{api_name} URL must end with {names}; got {url!r}.")
 
 
-def base_headers(
-    request: RequestFuncInput, content_type: str | None = None
-) -> dict[str, str]:
+def base_headers(request: RequestFuncInput, content_type: str | None = None) -> dict[str, str]:
     """Headers every backend sends: content type, the caller's extra headers, request id.
 
     The request id is applied last, so it wins over an ``x-request-id`` in
@@ -128,6 +128,34 @@ def decode_json(event: SSEEvent) -> Any:
     if event.event == "error" and not (isinstance(obj, dict) and "error" in obj):
         return {"error": obj}
     return obj
+
+
+def event_object(event: SSEEvent, what: str = "stream event") -> dict[str, Any] | tuple[Delta, ...]:
+    """The JSON object *event* carries, or the deltas of an event that carries none.
+
+    Empty data gives ``()``, ``[DONE]`` gives ``(END,)``; the common ``data: {...}`` event
+    is parsed straight away. Error objects are returned like any other object.
+
+    Raises:
+        StreamProtocolError: the data is not JSON, or not a JSON object (*what* names the
+            event in the message).
+    """
+    data = event.data
+    obj: Any
+    if data[:1] == "{" and event.event == "message":
+        try:
+            obj = loads(data)
+        except ValueError:
+            obj = decode_json(event)  # raises the clear "invalid JSON" error
+    else:
+        obj = decode_json(event)
+    if type(obj) is dict:
+        return obj
+    if obj is None:
+        return ()
+    if obj == "[DONE]":
+        return (END,)
+    raise StreamProtocolError(f"{what} is not a JSON object: {obj!r:.120}")
 
 
 def error_message(error: Any) -> ErrorDelta:

@@ -19,7 +19,14 @@ from .._models import (
     TextDelta,
     UsageDelta,
 )
-from ._base import Framing, base_headers, decode_json, error_message, usage_completion, validate_url
+from ._base import (
+    Framing,
+    base_headers,
+    error_message,
+    event_object,
+    usage_completion,
+    validate_url,
+)
 
 __all__ = ["DeepSpeedMII"]
 
@@ -69,11 +76,10 @@ class DeepSpeedMII:
         return RequestSpec(url=request.api_url, json=payload, headers=base_headers(request))
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        obj = decode_json(event)
-        if obj is None or obj == "[DONE]":
-            return ()
-        if not isinstance(obj, dict):
-            raise StreamProtocolError(f"MII response is not a JSON object: {obj!r:.120}")
+        obj = event_object(event, "MII response")
+        if type(obj) is tuple:
+            return obj
+        assert isinstance(obj, dict)
         if obj.get("error"):
             return (error_message(obj["error"]),)
         text = _text(obj)

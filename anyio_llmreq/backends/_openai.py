@@ -8,9 +8,7 @@ from typing import Any, ClassVar, final
 import attrs
 
 from .._exceptions import ConfigError, StreamProtocolError
-from .._json import loads
 from .._models import (
-    END,
     Accumulator,
     Completion,
     Delta,
@@ -22,37 +20,16 @@ from .._models import (
     ToolCallDelta,
     UsageDelta,
 )
-from ._base import Framing, base_headers, decode_json, error_message, usage_completion, validate_url
+from ._base import (
+    Framing,
+    base_headers,
+    error_message,
+    event_object,
+    usage_completion,
+    validate_url,
+)
 
 __all__ = ["OpenAIChat", "OpenAICompletions", "chat_content"]
-
-
-def _event_object(event: SSEEvent) -> dict[str, Any] | tuple[Delta, ...]:
-    """The event's JSON object, or the deltas of an event that holds none.
-
-    The common event (``data: {...}``) is parsed straight away; anything else (empty
-    data, ``[DONE]``, ``event: error``) goes through ``decode_json``.
-    """
-    data = event.data
-    if data[:1] == "{" and event.event == "message":
-        try:
-            obj = loads(data)
-        except ValueError:
-            return _object(decode_json(event))  # raises the clear "invalid JSON" error
-        if type(obj) is dict:
-            return obj
-        return _object(obj)
-    return _object(decode_json(event))
-
-
-def _object(obj: Any) -> dict[str, Any] | tuple[Delta, ...]:
-    if obj is None:
-        return ()
-    if obj == "[DONE]":
-        return (END,)
-    if isinstance(obj, dict):
-        return obj
-    raise StreamProtocolError(f"stream event is not a JSON object: {obj!r:.120}")
 
 
 def _usage(usage: Any) -> UsageDelta:
@@ -96,7 +73,7 @@ class OpenAICompletions:
         return RequestSpec(url=request.api_url, json=payload, headers=base_headers(request))
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        obj = _event_object(event)
+        obj = event_object(event)
         if type(obj) is tuple:
             return obj
         assert isinstance(obj, dict)
@@ -192,7 +169,7 @@ class OpenAIChat:
         return RequestSpec(url=request.api_url, json=payload, headers=headers)
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        obj = _event_object(event)
+        obj = event_object(event)
         if type(obj) is tuple:
             return obj
         assert isinstance(obj, dict)

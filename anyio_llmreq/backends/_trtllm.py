@@ -9,7 +9,6 @@ import attrs
 
 from .._exceptions import StreamProtocolError
 from .._models import (
-    END,
     Accumulator,
     Completion,
     Delta,
@@ -18,7 +17,7 @@ from .._models import (
     SSEEvent,
     TextDelta,
 )
-from ._base import Framing, base_headers, decode_json, error_message, validate_url
+from ._base import Framing, base_headers, error_message, event_object, validate_url
 
 __all__ = ["TensorRTLLM"]
 
@@ -53,13 +52,10 @@ class TensorRTLLM:
         )
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        obj = decode_json(event)
-        if obj is None:
-            return ()
-        if obj == "[DONE]":
-            return (END,)
-        if not isinstance(obj, dict):
-            raise StreamProtocolError(f"Triton event is not a JSON object: {obj!r:.120}")
+        obj = event_object(event, "Triton event")
+        if type(obj) is tuple:
+            return obj
+        assert isinstance(obj, dict)
         if obj.get("error"):
             return (error_message(obj["error"]),)
         if "text_output" not in obj:
