@@ -165,28 +165,44 @@ class Exchange:
 
     def feed(self, chunk: bytes, now: float, sink: list[Delta] | None = None) -> None:
         """Decode one read's bytes stamped *now*; append its deltas to *sink* if given."""
+        events = self.decoder.feed(chunk)
+        if not events:
+            return
         parse = self.backend.parse_event
         acc = self.acc
-        text_parts = acc.text_parts
-        output = False
-        for event in self.decoder.feed(chunk):
-            for delta in parse(event):
-                # Plain text is the overwhelming case: fold it without a call.
-                if type(delta) is TextDelta:
-                    text_parts.append(delta.text)
-                    output = True
-                elif acc.add(delta):
-                    output = True
-                elif type(delta) is ErrorDelta:
-                    if output:
-                        self._stamp(now)
-                    raise ServerReportedError(delta.message)
-                if sink is not None:
-                    sink.append(delta)
-            if output:
-                # Several events in one read share its stamp: later ones add ITL 0.0.
-                self._stamp(now)
+        text_append = acc.text_parts.append
+        outputs = 0  # output-bearing events in this read: they all share its stamp
+        try:
+            for event in events:
                 output = False
+                for delta in parse(event):
+                    # Plain text is the overwhelming case: fold it without a call.
+                    if type(delta) is TextDelta:
+                        text_append(delta.text)
+                        output = True
+                    elif acc.add(delta):
+                        output = True
+                    elif type(delta) is ErrorDelta:
+                        raise ServerReportedError(delta.message)
+                    if sink is not None:
+                        sink.append(delta)
+                if output:
+                    outputs += 1
+        finally:
+            if outputs:
+                self._stamp(now, outputs)
+
+    def _stamp(self, now: float, events: int = 1) -> None:
+        """Record *events* output-bearing events that arrived together at *now*."""
+        itl = self.itl
+        if self.first is None:
+            self.first = now
+        else:
+            itl.append(now - self.last)
+        if events > 1:
+            # The later ones arrived in the same read: no time passed between them.
+            itl.extend([0.0] * (events - 1))
+        self.last = now
 
     def feed_body(self, chunk: bytes) -> None:
         """Buffer one read of a non-streaming body, within the size limit."""
@@ -213,13 +229,6 @@ class Exchange:
                 sink.append(delta)
         if output:
             self._stamp(now)
-
-    def _stamp(self, now: float) -> None:
-        if self.first is None:
-            self.first = now
-        else:
-            self.itl.append(now - self.last)
-        self.last = now
 
     def fail(self, exc: Exception) -> None:
         self.error = error_text(_translate(exc))

@@ -116,10 +116,10 @@ class SSEDecoder:
     def _whole_events(self, blocks: list[str]) -> list[SSEEvent]:
         """The common case: a read of complete events (*blocks* ends with ``""``)."""
         events: list[SSEEvent] = []
+        append = events.append
         for block in blocks[:-1]:
             if block.startswith("data:") and "\n" not in block:
-                value = block[6:] if block[5:6] == " " else block[5:]
-                events.append(SSEEvent(value, "message", self._id))
+                append(SSEEvent(block[6:] if block[5:6] == " " else block[5:], "message", self._id))
             else:
                 events.extend(self._lines([*block.encode().split(_LF), b""]))
         return events

@@ -26,7 +26,7 @@ import socket
 import ssl
 import urllib.request
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -34,6 +34,8 @@ import anyio
 import anyio.abc
 import attrs
 import httpx
+
+from ._aiostream import AsyncioStream, open_asyncio_stream
 
 if TYPE_CHECKING:
     import trio
@@ -286,6 +288,13 @@ class AnyioTransport(httpx.AsyncBaseTransport):
 
     async def _connect(self, host: str, port: int, scheme: str) -> anyio.abc.ByteStream:
         try:
+            if _on_asyncio():
+                return await open_asyncio_stream(
+                    host,
+                    port,
+                    ssl_context=self._get_ssl_context() if scheme == "https" else None,
+                    local_host=self._local_address,
+                )
             if scheme == "https":
                 return await anyio.connect_tcp(
                     host,
@@ -348,6 +357,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         deadline: float | None,
     ) -> httpx.Response:
         receive = conn.stream.receive
+        clock = _read_clock(conn.stream)
         read_size = self._read_size
         buf = b""
         searched = 0
@@ -378,7 +388,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     if not first_byte:
                         raise _Retryable(error) from exc
                     raise error from exc
-                last = perf_counter()
+                last = clock()
                 if not first_byte:
                     first_byte = last
                 buf += data
@@ -576,6 +586,7 @@ class _BodyStream(httpx.AsyncByteStream):
 
     __slots__ = (
         "_arrival",
+        "_clock",
         "_conn",
         "_deadline",
         "_expired",
@@ -604,6 +615,7 @@ class _BodyStream(httpx.AsyncByteStream):
         self._remaining = length  # Content-Length bodies only
         self._conn: _Connection | None = conn
         self._receive = conn.stream.receive
+        self._clock = _read_clock(conn.stream)
         self._read_size = transport._read_size
         self._arrival = arrival
         self._initial = initial  # body bytes that came in with the head
@@ -741,7 +753,7 @@ class _ChunkedStream(_BodyStream):
                 except BaseException as exc:
                     await self._receive_failed(exc)
                     raise  # pragma: no cover - _receive_failed always raises
-                self._arrival.time = perf_counter()
+                self._arrival.time = self._clock()
                 self._wait_start = None
             try:
                 parts = decoder.decode(data)
@@ -771,7 +783,7 @@ class _LengthStream(_BodyStream):
             except BaseException as exc:
                 await self._receive_failed(exc)
                 raise  # pragma: no cover
-            self._arrival.time = perf_counter()
+            self._arrival.time = self._clock()
             self._wait_start = None
         remaining = self._remaining = self._remaining - len(data)
         if remaining <= 0:
@@ -805,7 +817,7 @@ class _CloseDelimitedStream(_BodyStream):
         except BaseException as exc:
             await self._receive_failed(exc)
             raise  # pragma: no cover
-        self._arrival.time = perf_counter()
+        self._arrival.time = self._clock()
         self._wait_start = None
         return data
 
@@ -1053,6 +1065,26 @@ class _TrioWatchdog(_Watchdog):
             self._scope = None
             self._running = False
             self._due = _INF
+
+
+def _on_asyncio() -> bool:
+    """True inside an asyncio (or uvloop) event loop, False under trio."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _read_clock(stream: anyio.abc.ByteStream) -> Callable[[], float]:
+    """When the latest received bytes came off the socket.
+
+    The asyncio stream stamps each chunk as the loop reads it; for anyio's sockets the
+    best we have is the moment ``receive`` returned.
+    """
+    if isinstance(stream, AsyncioStream):
+        return stream.arrival_time
+    return perf_counter
 
 
 def _to_trio_time(perf: float) -> float:

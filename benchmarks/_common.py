@@ -56,3 +56,30 @@ def mock_server_process(*args: str, core: int | None = 1, loop: str = "uvloop") 
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def raw_server_process(yield_every: int = 1, core: int | None = 1) -> Iterator[str]:
+    """Run ``bench_transport.py``'s minimal SSE server in another process; yield its URL.
+
+    It answers every POST with 256 vLLM-shaped completion events, one write each (the
+    event loop is yielded every *yield_every* events), then usage and ``[DONE]``: far
+    cheaper per event than the mock server, so the client's own cost shows.
+    """
+    port = free_port()
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_transport.py")
+    cmd = [sys.executable, script, "--serve", f"--port={port}", f"--yield-every={yield_every}"]
+    if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        cmd = ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        if "ready" not in proc.stdout.readline():
+            raise RuntimeError(f"raw server exited with status {proc.wait()}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _common import mock_server_process, pin_to
+from _common import mock_server_process, pin_to, raw_server_process
 
 from anyio_llmreq import Client, RequestFuncInput
 
@@ -117,12 +117,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--chunks", type=int, default=150_000, help="target chunks per level")
     parser.add_argument("--loops", default="asyncio,uvloop,trio")
+    parser.add_argument(
+        "--server",
+        choices=["raw", "mock"],
+        default="raw",
+        help="raw: a minimal server (256 tokens, so the client's cost shows); "
+        "mock: anyio-llmreq mock-server",
+    )
+    parser.add_argument(
+        "--yield-every", type=int, default=1, help="raw server: events per write burst"
+    )
     args = parser.parse_args(argv)
     pin_to(0)
     levels = [int(x) for x in args.levels.split(",")]
     loops = args.loops.split(",")
     rows: list[tuple[Any, ...]] = []
-    with mock_server_process("--output-len", str(args.tokens), core=1) as base_url:
+    if args.server == "raw":
+        args.tokens = 256
+        server = raw_server_process(args.yield_every, core=1)
+    else:
+        server = mock_server_process("--output-len", str(args.tokens), core=1)
+    with server as base_url:
         for level in levels:
             requests = max(level, args.chunks // args.tokens // level * level, 4)
             # Warm up connections and caches once per level.

@@ -24,10 +24,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-EVENT = b'data: {"choices":[{"index":0,"text":" tok"}]}\n\n'
+# What vLLM streams for /v1/completions: one token per event, then usage, then [DONE].
+EVENT = (
+    b'data: {"id":"cmpl-8f3a2c","object":"text_completion","created":1767225600,'
+    b'"model":"mock","choices":[{"index":0,"text":" tok","logprobs":null,'
+    b'"finish_reason":null,"stop_reason":null}],"usage":null}\n\n'
+)
 N_EVENTS = 256
 CHUNK = b"%x\r\n%s\r\n" % (len(EVENT), EVENT)
-DONE = b"data: [DONE]\n\n"
+DONE = (
+    b'data: {"id":"cmpl-8f3a2c","object":"text_completion","created":1767225600,'
+    b'"model":"mock","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":256,'
+    b'"total_tokens":258}}\n\ndata: [DONE]\n\n'
+)
 LAST = b"%x\r\n%s\r\n0\r\n\r\n" % (len(DONE), DONE)
 HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"

@@ -93,7 +93,7 @@ def offline_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Names ending in ``.invalid`` fail to resolve without a DNS query.
 
     ``.invalid`` never resolves (RFC 6761), but asking a resolver still sends a query;
-    both lookups the transports use (anyio's and the stdlib's, which trio calls) are
+    every lookup the transports use (anyio's, and the stdlib's, which trio calls) is
     answered here instead. Yields the names refused.
     """
     refused: list[str] = []
@@ -119,6 +119,7 @@ def offline_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     monkeypatch.setattr(socket, "getaddrinfo", fake_sync)
     monkeypatch.setattr(anyio_sockets, "getaddrinfo", fake_async)
+    monkeypatch.setattr(anyio, "getaddrinfo", fake_async)
     yield refused
 
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, final
 import attrs
 
 from .._exceptions import ConfigError, StreamProtocolError
+from .._json import loads
 from .._models import (
     Accumulator,
     Completion,
@@ -73,6 +74,18 @@ class OpenAICompletions:
         return RequestSpec(url=request.api_url, json=payload, headers=base_headers(request))
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
+        data = event.data
+        if data[:1] == "{" and event.event == "message":
+            # The hot case, a token event, without the general path's calls.
+            try:
+                obj = loads(data)
+                choices = obj["choices"]
+                text = choices[0]["text"]
+            except (ValueError, LookupError, TypeError):
+                pass
+            else:
+                if text and not obj.get("usage") and not obj.get("error"):
+                    return (TextDelta(text),)
         obj = event_object(event)
         if type(obj) is tuple:
             return obj

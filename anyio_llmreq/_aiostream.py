@@ -1,0 +1,223 @@
+"""A byte stream straight on an asyncio ``Protocol``, for the transport's asyncio path.
+
+anyio's asyncio socket stream pauses reading after every receive and resumes it before the
+next (two selector updates per read) and wakes the reader through an ``asyncio.Event``. On
+a stream of small SSE reads that bookkeeping costs more than the HTTP and SSE decoding
+together. This stream keeps reading on (pausing only when 1 MiB is buffered), wakes the
+reader through one future, and stamps each chunk in ``data_received``: the moment the
+event loop took the bytes off the socket, even when the reader was busy then.
+
+It implements the part of ``anyio.abc.ByteStream`` the transport uses; anyio's cancel
+scopes work on it as on any asyncio await. Trio keeps anyio's own sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from typing import Any, cast
+
+import anyio
+import anyio.abc
+
+__all__ = ["AsyncioStream", "open_asyncio_stream"]
+
+# Reading pauses above this many buffered bytes and resumes once the reader drained them.
+_HIGH_WATER = 1 << 20
+
+
+class _Protocol(asyncio.Protocol):
+    __slots__ = (
+        "buffered",
+        "chunks",
+        "closed",
+        "eof",
+        "exception",
+        "paused",
+        "transport",
+        "waiter",
+        "write_waiter",
+    )
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: deque[tuple[bytes, float]] = deque()
+        self.buffered = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.write_waiter: asyncio.Future[None] | None = None
+        self.paused = False
+        self.eof = False
+        self.closed = False
+        self.exception: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append((data, perf_counter()))
+        self.buffered += len(data)
+        if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.closed = True
+        self.exception = exc
+        self._wake()
+        waiter, self.write_waiter = self.write_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.write_waiter is None:
+            self.write_waiter = loop.create_future()
+
+    def resume_writing(self) -> None:
+        waiter, self.write_waiter = self.write_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class AsyncioStream(anyio.abc.ByteStream):
+    """One TCP (or TLS) connection on an asyncio protocol.
+
+    ``arrival`` is the ``perf_counter`` reading taken when the bytes returned by the
+    latest ``receive`` came off the socket.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._closed = False
+        self.arrival = 0.0
+
+    def arrival_time(self) -> float:
+        return self.arrival
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        protocol = self._protocol
+        chunks = protocol.chunks
+        while not chunks:
+            if protocol.eof:
+                if protocol.exception is not None:
+                    raise anyio.BrokenResourceError from protocol.exception
+                raise anyio.EndOfStream
+            if self._closed:
+                raise anyio.ClosedResourceError
+            waiter = protocol.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                protocol.waiter = None
+        data, self.arrival = chunks.popleft()
+        if len(data) > max_bytes:
+            chunks.appendleft((data[max_bytes:], self.arrival))
+            data = data[:max_bytes]
+        protocol.buffered -= len(data)
+        if protocol.paused and protocol.buffered <= _HIGH_WATER // 4:
+            protocol.paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def send(self, item: bytes) -> None:
+        protocol = self._protocol
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if protocol.closed or self._transport.is_closing():
+            if protocol.exception is not None:
+                raise anyio.BrokenResourceError from protocol.exception
+            raise anyio.ClosedResourceError
+        self._transport.write(item)
+        waiter = protocol.write_waiter
+        if waiter is not None:
+            await asyncio.shield(waiter)
+
+    async def send_eof(self) -> None:
+        self._transport.write_eof()
+
+    async def aclose(self) -> None:
+        # Synchronous on purpose: anyio's aclose_forcefully calls this in a cancelled scope.
+        # abort(), not close(): close() would wait to flush to a peer that may never read,
+        # and over TLS for the peer's close_notify; HTTP frames its own bodies, so neither
+        # is owed (anyio's tls_standard_compatible=False makes the same choice).
+        self._closed = True
+        self._transport.abort()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        info = self._transport.get_extra_info
+        return {
+            anyio.abc.SocketAttribute.raw_socket: lambda: info("socket"),
+            anyio.abc.SocketAttribute.family: lambda: info("socket").family,
+            anyio.abc.SocketAttribute.local_address: lambda: info("sockname"),
+            anyio.abc.SocketAttribute.remote_address: lambda: info("peername"),
+        }
+
+
+async def open_asyncio_stream(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    local_host: str | None = None,
+) -> AsyncioStream:
+    """Connect to *host*:*port* (TLS with *ssl_context*) on the running asyncio loop.
+
+    Names are resolved through anyio, like every other connection of ours (uvloop would
+    otherwise use its own resolver), and the addresses are tried in order.
+    """
+    loop = asyncio.get_running_loop()
+    last_error: OSError | None = None
+    for address in await _addresses(host, port):
+        try:
+            transport, protocol = await loop.create_connection(
+                _Protocol,
+                address,
+                port,
+                ssl=ssl_context,
+                server_hostname=host if ssl_context is not None else None,
+                local_addr=(local_host, 0) if local_host else None,
+            )
+        except ssl.SSLError:
+            raise
+        except OSError as exc:
+            last_error = exc
+            continue
+        return AsyncioStream(transport, protocol)
+    assert last_error is not None
+    raise last_error
+
+
+async def _addresses(host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [host]
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
