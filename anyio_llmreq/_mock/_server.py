@@ -406,9 +406,12 @@ class MockServer:
             frame = prefix + event.data + end
             if b.event_ids:
                 frame = b"id: %d" % i + le + frame
+            # Stamped as the bytes are handed over, before the write yields to other tasks:
+            # clients measure their own delay against it.
+            sent = time.perf_counter()
             await self._write_event(conn, frame, b)
             if rec is not None:
-                rec.sent_times.append(time.perf_counter())
+                rec.sent_times.append(sent)
                 rec.event_tokens.append(event.tokens)
             stats.events += 1
             stats.tokens += len(event.tokens)
