@@ -370,12 +370,20 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     early leaves no half-run generator behind (trio warns about those). Otherwise, and
     when the body is content-encoded, httpx's own iterators are used.
     """
+    if response.is_stream_consumed:
+        # A response built with its content in hand (httpx.MockTransport, content=b"..."):
+        # httpx has read it already.
+        return _one_chunk(response.content)
     if "content-encoding" in response.headers:
         return response.aiter_bytes()
     inner = getattr(response.stream, "_stream", None)
     if inner is not None and not inspect.isasyncgenfunction(type(inner).__aiter__):
         return aiter(inner)
     return response.aiter_raw()
+
+
+async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
+    yield content
 
 
 async def close_chunks(chunks: AsyncIterator[bytes]) -> None:
