@@ -42,7 +42,7 @@ HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
 )
-EVENTS_PER_REQUEST = N_EVENTS + 1
+EVENTS_PER_REQUEST = N_EVENTS + 2  # the tokens, usage, [DONE]
 PAYLOAD = b'{"model":"m","prompt":"hello","max_tokens":256,"stream":true}'
 CLIENTS = ("anyio", "httpx", "aiohttp")
 LOOPS = ("asyncio", "uvloop", "trio")
