@@ -9,11 +9,13 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import Any
 
 import anyio
 import attrs
 import httpx
 
+from .__version__ import __version__
 from ._engine import (
     Exchange,
     Timeouts,
@@ -32,6 +34,15 @@ from .backends._base import Backend, api_key_from_env
 from .backends._registry import get_backend
 
 __all__ = ["Client", "ResponseStream", "TimedDelta", "default_transport"]
+
+_URL_CACHE = 1024
+# What httpx's client would send by default, less Accept-Encoding: a compressed event
+# stream would be held back by the compressor and decoded at a cost.
+_DEFAULT_HEADERS = {
+    "Accept": "*/*",
+    "Connection": "keep-alive",
+    "User-Agent": f"anyio-llmreq/{__version__}",
+}
 
 
 def default_transport(verify: bool | ssl.SSLContext = True) -> httpx.AsyncBaseTransport:
@@ -144,6 +155,9 @@ class Client:
     clock: Callable[[], float] = time.perf_counter
     max_response_bytes: int = DEFAULT_MAX_EVENT_BYTES
     _http: httpx.AsyncClient | None = attrs.field(default=None, init=False, repr=False)
+    # The transport of the client we own, called directly (see ``_open``).
+    _direct: httpx.AsyncBaseTransport | None = attrs.field(default=None, init=False, repr=False)
+    _urls: dict[str, httpx.URL] = attrs.field(factory=dict, init=False, repr=False)
 
     async def __aenter__(self) -> Client:
         self._ensure_http()
@@ -169,12 +183,58 @@ class Client:
             if self.http_client is not None:
                 self._http = self.http_client
             else:
+                self._direct = self.transport or default_transport(self.verify)
                 self._http = httpx.AsyncClient(
-                    transport=self.transport or default_transport(self.verify),
+                    transport=self._direct,
                     timeout=self.timeouts.to_httpx(),
                     follow_redirects=True,
                 )
         return self._http
+
+    @property
+    def _timeout_extension(self) -> dict[str, float | None]:
+        return self.timeouts.to_httpx().as_dict()
+
+    def _make_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        extensions: dict[str, Any],
+        **body: Any,
+    ) -> httpx.Request:
+        """``build_request`` for the client we own, without its per-call merging work.
+
+        Parsing the URL, merging cookies and client defaults cost more than the rest of
+        a short request; URLs are parsed once, and the headers are ours alone.
+        """
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        extensions["timeout"] = self._timeout_extension
+        return httpx.Request(
+            method, parsed, headers={**_DEFAULT_HEADERS, **headers}, extensions=extensions, **body
+        )
+
+    async def _open(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        """Send *request*; return the response with its head read and its body streaming.
+
+        With the client we own, the transport is called directly: httpx's client layer
+        (auth, cookies, event hooks) costs as much per request as the transport itself.
+        The rare redirect is then handed to that layer, which follows it.
+        """
+        direct = self._direct
+        if direct is None:
+            return await http.send(request, stream=True)
+        response = await direct.handle_async_request(request)
+        if response.has_redirect_location:
+            await response.aclose()
+            return await http.send(request, stream=True)
+        response.request = request
+        return response
 
     def _prepare(
         self, backend: Backend | str, request: RequestFuncInput
@@ -183,10 +243,9 @@ class Client:
         if not isinstance(request, RequestFuncInput):
             raise ConfigError(f"expected a RequestFuncInput, got {type(request).__name__}")
         http = self._ensure_http()
-        total = self.timeouts.total
-        deadline = anyio.current_time() + total if total is not None else None
+        make = http.build_request if self._direct is None else self._make_request
         http_request, audio = build_http_request(
-            http, resolved, request, self.api_key or api_key_from_env(), deadline
+            make, resolved, request, self.api_key or api_key_from_env()
         )
         exchange = Exchange(resolved, request, self.max_response_bytes)
         exchange.input_audio_duration = audio
@@ -215,7 +274,7 @@ class Client:
     async def _pump(
         self, http: httpx.AsyncClient, http_request: httpx.Request, ex: Exchange
     ) -> None:
-        response = await http.send(http_request, stream=True)
+        response = await self._open(http, http_request)
         try:
             ex.status_code = response.status_code
             await check_status(response)
@@ -256,7 +315,7 @@ class Client:
             ex.start = self.clock()
             sse = True
             try:
-                response = await http.send(http_request, stream=True)
+                response = await self._open(http, http_request)
                 ex.status_code = response.status_code
                 await check_status(response)
                 sse = is_event_stream(response, ex.backend)

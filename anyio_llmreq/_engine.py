@@ -44,7 +44,7 @@ from ._models import (
     TextDelta,
 )
 from ._sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
-from ._transport import ARRIVAL_EXTENSION, DEADLINE_EXTENSION
+from ._transport import ARRIVAL_EXTENSION
 from .backends._base import Backend
 
 __all__ = ["Exchange", "Timeouts", "body_chunks", "close_chunks", "error_text"]
@@ -305,26 +305,28 @@ def is_event_stream(response: httpx.Response, backend: Backend) -> bool:
 
 
 def build_http_request(
-    http: httpx.AsyncClient,
+    make: Callable[..., httpx.Request],
     backend: Backend,
     request: RequestFuncInput,
     api_key: str | None,
-    deadline: float | None,
 ) -> tuple[httpx.Request, float]:
-    """Build the httpx request for *request*; return it with the input audio duration."""
+    """Build the httpx request for *request*; return it with the input audio duration.
+
+    *make* has ``httpx.AsyncClient.build_request``'s signature.
+    """
     spec = backend.build_payload(request)
     headers = dict(spec.headers)
     if spec.auth and api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+    # The total deadline is the caller's cancel scope, not the transport's extension, so
+    # that it reads the same whichever transport is in use.
     extensions: dict[str, Any] = {}
-    if deadline is not None:
-        extensions[DEADLINE_EXTENSION] = deadline
     if spec.json is not None:
         from ._json import dumps
 
         content = dumps(spec.json)
         headers.setdefault("Content-Type", "application/json")
-        http_request = http.build_request(
+        http_request = make(
             spec.method, spec.url, content=content, headers=headers, extensions=extensions
         )
     elif spec.files is not None:
@@ -333,11 +335,11 @@ def build_http_request(
         parts: list[tuple[str, tuple[str | None, bytes, str | None]]] = list(spec.files.items())
         if spec.data:
             parts += [(k, (None, v.encode(), None)) for k, v in spec.data.items()]
-        http_request = http.build_request(
+        http_request = make(
             spec.method, spec.url, files=parts, headers=headers, extensions=extensions
         )
     else:
-        http_request = http.build_request(
+        http_request = make(
             spec.method,
             spec.url,
             content=spec.content,
@@ -376,8 +378,9 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
         return _one_chunk(response.content)
     if "content-encoding" in response.headers:
         return response.aiter_bytes()
-    inner = getattr(response.stream, "_stream", None)
-    if inner is not None and not inspect.isasyncgenfunction(type(inner).__aiter__):
+    # httpx's client wraps the transport's stream; a direct transport call does not.
+    inner: Any = getattr(response.stream, "_stream", response.stream)
+    if not inspect.isasyncgenfunction(type(inner).__aiter__):
         return aiter(inner)
     return response.aiter_raw()
 
