@@ -72,9 +72,7 @@ class Timeouts:
     total: float | None = None
 
     def to_httpx(self) -> httpx.Timeout:
-        return httpx.Timeout(
-            connect=self.connect, read=self.read, write=self.write, pool=self.pool
-        )
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
 def error_text(exc: BaseException) -> str:
@@ -162,18 +160,38 @@ class Exchange:
     error: str = ""
     _body: list[bytes] = attrs.Factory(list)
     _body_bytes: int = 0
+    # The backend's optional fast path for plain token events (see ``Backend``).
+    _token_text: Callable[[str], str | None] | None = attrs.field(
+        default=attrs.Factory(
+            lambda self: getattr(self.backend, "token_text", None), takes_self=True
+        )
+    )
 
     def feed(self, chunk: bytes, now: float, sink: list[Delta] | None = None) -> None:
         """Decode one read's bytes stamped *now*; append its deltas to *sink* if given."""
-        events = self.decoder.feed(chunk)
+        events = self.decoder.feed_data(chunk)
         if not events:
             return
         parse = self.backend.parse_event
+        token_text = self._token_text
         acc = self.acc
         text_append = acc.text_parts.append
         outputs = 0  # output-bearing events in this read: they all share its stamp
         try:
-            for event in events:
+            for item in events:
+                if isinstance(item, str):
+                    # A plain data event: the backend's fast path, when it has one.
+                    if token_text is not None:
+                        text = token_text(item)
+                        if text is not None:
+                            text_append(text)
+                            outputs += 1
+                            if sink is not None:
+                                sink.append(TextDelta(text))
+                            continue
+                    event = SSEEvent(item)
+                else:
+                    event = item
                 output = False
                 for delta in parse(event):
                     # Plain text is the overwhelming case: fold it without a call.
@@ -350,9 +368,7 @@ def build_http_request(
     return http_request, spec.input_audio_duration
 
 
-def arrival_clock(
-    response: httpx.Response, clock: Callable[[], float]
-) -> Callable[[], float]:
+def arrival_clock(response: httpx.Response, clock: Callable[[], float]) -> Callable[[], float]:
     """The per-read stamp: the transport's socket-read time when it reports one."""
     arrival = response.extensions.get(ARRIVAL_EXTENSION)
     if arrival is None or clock is not time.perf_counter:

@@ -60,6 +60,15 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Consume one read's bytes; return the events completed by it."""
+        return self._feed(chunk, False)  # type: ignore[return-value]
+
+    def feed_data(self, chunk: bytes) -> list[SSEEvent | str]:
+        """Like ``feed``, but a plain event (one ``data:`` line, type ``message``, no
+        ``id`` seen on the stream) comes back as its data string: the engine's fast path
+        hands those to a backend's ``token_text`` without building an event."""
+        return self._feed(chunk, True)
+
+    def _feed(self, chunk: bytes, plain: bool) -> list[SSEEvent | str]:
         if self._pending_cr:
             # The previous read ended in CR; an LF opening this read belongs to it.
             self._pending_cr = False
@@ -82,7 +91,7 @@ class SSEDecoder:
                 pass  # invalid UTF-8: the line path decodes with replacement
             else:
                 if not blocks[-1]:
-                    return self._whole_events(blocks)
+                    return self._whole_events(blocks, plain)
         end = chunk.rfind(_LF)
         if end < 0:
             if chunk:
@@ -97,7 +106,7 @@ class SSEDecoder:
             block = chunk[:end]
         if end + 1 < len(chunk):
             self._keep(chunk[end + 1 :])
-        return self._lines(block.split(_LF))
+        return self._lines(block.split(_LF))  # type: ignore[return-value]
 
     def _keep(self, piece: bytes) -> None:
         """Hold the start of an unfinished line, within the size limit."""
@@ -113,15 +122,18 @@ class SSEDecoder:
             f"stream event larger than {self._max_event_bytes} bytes; refusing to buffer more"
         )
 
-    def _whole_events(self, blocks: list[str]) -> list[SSEEvent]:
+    def _whole_events(self, blocks: list[str], plain: bool) -> list[SSEEvent | str]:
         """The common case: a read of complete events (*blocks* ends with ``""``)."""
-        events: list[SSEEvent] = []
+        events: list[SSEEvent | str] = []
         append = events.append
+        bare = plain and not self._id
         for block in blocks[:-1]:
             if block.startswith("data:") and "\n" not in block:
-                append(SSEEvent(block[6:] if block[5:6] == " " else block[5:], "message", self._id))
+                data = block[6:] if block[5:6] == " " else block[5:]
+                append(data if bare else SSEEvent(data, "message", self._id))
             else:
                 events.extend(self._lines([*block.encode().split(_LF), b""]))
+                bare = plain and not self._id
         return events
 
     def _lines(self, lines: list[bytes]) -> list[SSEEvent]:

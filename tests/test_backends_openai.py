@@ -228,3 +228,40 @@ def test_finalize_uses_server_usage() -> None:
     assert (done.output_tokens, done.output_tokens_source, done.prompt_tokens) == (2, "usage", 4)
     plain = OpenAICompletions().finalize(Accumulator(text_parts=["x"]))
     assert (plain.output_tokens, plain.output_tokens_source) == (None, "")
+
+
+TOKEN_EVENTS = [
+    '{"choices":[{"text":"a"}]}',
+    '{"choices":[{"text":""}]}',
+    '{"choices":[{"text":null}]}',
+    '{"choices":[{"text":7}]}',
+    '{"choices":[{"text":"a"}],"usage":{"completion_tokens":1}}',
+    '{"choices":[{"text":"a"}],"error":"x"}',
+    '{"choices":[],"usage":{"completion_tokens":1}}',
+    '{"choices":[{"delta":{"content":"a"}}]}',
+    '{"choices":[{"delta":{"content":"a","reasoning_content":"r"}}]}',
+    '{"choices":[{"delta":{"content":"","tool_calls":[{"index":0}]}}]}',
+    '{"choices":[{"delta":{"role":"assistant","content":""}}]}',
+    '{"choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":1}}',
+    '{"choices":["nope"]}',
+    "[DONE]",
+    "",
+    "{bad json",
+]
+
+
+@pytest.mark.parametrize("backend", [OpenAIChat(), OpenAICompletions()])
+@pytest.mark.parametrize("data", TOKEN_EVENTS)
+def test_token_text_agrees_with_parse_event(
+    backend: OpenAIChat | OpenAICompletions, data: str
+) -> None:
+    text = backend.token_text(data)
+    if text is not None:
+        # The fast path may only claim plain token events, exactly as parse_event reads them.
+        assert list(backend.parse_event(SSEEvent(data))) == [TextDelta(text)]
+
+
+def test_token_text_claims_plain_token_events() -> None:
+    assert OpenAICompletions().token_text('{"choices":[{"text":" hi"}]}') == " hi"
+    assert OpenAIChat().token_text('{"choices":[{"delta":{"content":" hi"}}]}') == " hi"
+    assert OpenAIChat().token_text('{"choices":[{"delta":{"role":"assistant"}}]}') is None

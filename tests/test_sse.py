@@ -108,3 +108,14 @@ def test_many_data_lines_are_refused_at_the_limit() -> None:
     decoder = SSEDecoder(max_event_bytes=1000)
     with pytest.raises(StreamProtocolError, match="larger than 1000 bytes"):
         decoder.feed((b"data: " + b"y" * 100 + b"\n") * 11)
+
+
+@given(st.data())
+def test_feed_data_is_feed_with_plain_events_as_strings(data: st.DataObject) -> None:
+    text = data.draw(sse_streams())
+    pieces = data.draw(splits(text.encode()))
+    decoder = SSEDecoder()
+    got: list[SSEEvent] = []
+    for piece in pieces:
+        got.extend(SSEEvent(e) if isinstance(e, str) else e for e in decoder.feed_data(piece))
+    assert got == our_events(pieces)

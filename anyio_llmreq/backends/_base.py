@@ -77,6 +77,12 @@ class Backend(Protocol):
         """Fold everything one response added up to into the final output fields."""
         ...
 
+    # Optional: ``token_text(self, data: str, /) -> str | None``. Given the data of a
+    # plain event (one ``data:`` line, type ``message``), return the generated text when
+    # the event is nothing but a token (non-empty text, no usage, no error), else
+    # ``None``. The engine calls it first and skips building the event and its deltas;
+    # ``parse_event`` must give the same result for such events.
+
 
 def validate_url(url: str, api_name: str, suffixes: Iterable[str]) -> None:
     """Raise ``ConfigError`` unless *url* ends with one of *suffixes*."""

@@ -73,19 +73,24 @@ class OpenAICompletions:
             payload.update(request.extra_body)
         return RequestSpec(url=request.api_url, json=payload, headers=base_headers(request))
 
+    def token_text(self, data: str, /) -> str | None:
+        """The text of a plain token event (text, no usage, no error), else ``None``."""
+        if data[:1] != "{":
+            return None
+        try:
+            obj = loads(data)
+            text = obj["choices"][0]["text"]
+        except (ValueError, LookupError, TypeError):
+            return None
+        if text and type(text) is str and not obj.get("usage") and not obj.get("error"):
+            return text
+        return None
+
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        data = event.data
-        if data[:1] == "{" and event.event == "message":
-            # The hot case, a token event, without the general path's calls.
-            try:
-                obj = loads(data)
-                choices = obj["choices"]
-                text = choices[0]["text"]
-            except (ValueError, LookupError, TypeError):
-                pass
-            else:
-                if text and not obj.get("usage") and not obj.get("error"):
-                    return (TextDelta(text),)
+        if event.event == "message":
+            text = self.token_text(event.data)
+            if text is not None:
+                return (TextDelta(text),)
         obj = event_object(event)
         if type(obj) is tuple:
             return obj
@@ -181,7 +186,34 @@ class OpenAIChat:
         headers = base_headers(request, "application/json")
         return RequestSpec(url=request.api_url, json=payload, headers=headers)
 
+    def token_text(self, data: str, /) -> str | None:
+        """The content of a plain content event (no reasoning, tool call, usage or
+        error), else ``None``."""
+        if data[:1] != "{":
+            return None
+        try:
+            obj = loads(data)
+            delta = obj["choices"][0]["delta"]
+            content = delta.get("content")
+        except (ValueError, LookupError, TypeError, AttributeError):
+            return None
+        if (
+            content
+            and type(content) is str
+            and not delta.get("reasoning_content")
+            and not delta.get("reasoning")
+            and not delta.get("tool_calls")
+            and not obj.get("usage")
+            and not obj.get("error")
+        ):
+            return content
+        return None
+
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
+        if event.event == "message":
+            text = self.token_text(event.data)
+            if text is not None:
+                return (TextDelta(text),)
         obj = event_object(event)
         if type(obj) is tuple:
             return obj
