@@ -43,6 +43,10 @@ from ._exceptions import RequestTimeout as RequestTimeout
 from ._exceptions import ServerReportedError as ServerReportedError
 from ._exceptions import StreamProtocolError as StreamProtocolError
 from ._exceptions import TransportError as TransportError
+from ._mock import MockBehaviour as MockBehaviour
+from ._mock import MockServer as MockServer
+from ._mock import MockServerThread as MockServerThread
+from ._mock import open_mock_server as open_mock_server
 from ._models import Accumulator as Accumulator
 from ._models import Completion as Completion
 from ._models import Delta as Delta
@@ -96,6 +100,9 @@ __all__ = (
     "FinalTextDelta",
     "HTTPStatusError",
     "LLMReqError",
+    "MockBehaviour",
+    "MockServer",
+    "MockServerThread",
     "OpenAIAudio",
     "OpenAIChat",
     "OpenAICompletions",
@@ -143,6 +150,7 @@ __all__ = (
     "get_model",
     "get_request_schedule",
     "get_tokenizer",
+    "open_mock_server",
     "register_backend",
     "run_benchmark",
 )

@@ -184,3 +184,16 @@ async def test_timings_follow_the_server() -> None:
     # Measured TTFT covers the server's delay; lower bounds only (no timing asserts).
     assert out.ttft >= 0.05
     assert all(gap > 0.0 for gap in out.itl)
+
+
+async def test_proxy_from_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing listens on the proxy's port: a request routed through it fails to connect.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    out, server = await run(MockBehaviour())
+    assert not out.success and "ConnectError" in out.error
+    assert server.requests == []
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    out, server = await run(MockBehaviour())
+    assert out.success, out.error
