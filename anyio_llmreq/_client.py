@@ -7,6 +7,7 @@ import contextlib
 import math
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
@@ -182,6 +183,15 @@ class Client:
         if self._http is None:
             if self.http_client is not None:
                 self._http = self.http_client
+            elif self.transport is None and urllib.request.getproxies():
+                # Proxies in the environment are honoured, as vLLM's aiohttp session does:
+                # httpx's own transport speaks to them (ours does not), NO_PROXY included.
+                self._http = httpx.AsyncClient(
+                    verify=self.verify,
+                    timeout=self.timeouts.to_httpx(),
+                    follow_redirects=True,
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+                )
             else:
                 self._direct = self.transport or default_transport(self.verify)
                 self._http = httpx.AsyncClient(
