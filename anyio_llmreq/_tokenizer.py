@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import os
 import re
 import tempfile
@@ -89,7 +90,7 @@ def get_tokenizer(
       ``mistral_common`` (the ``mistral`` extra) and returns a
       ``MistralTokenizerAdapter``; *trust_remote_code* and *kwargs* are ignored;
     * a path to a ``.gguf`` file loads its tokenizer through transformers (needs
-      ``gguf``);
+      ``gguf``, and ``torch``, which transformers' GGUF reader imports);
     * anything else is ``transformers.AutoTokenizer.from_pretrained``.
 
     Raises:
@@ -107,12 +108,21 @@ def get_tokenizer(
         return MistralTokenizerAdapter.from_pretrained(os.fspath(name))
     path = os.fspath(name)
     auto_tokenizer = _auto_tokenizer()
-    if path.endswith(".gguf") and os.path.isfile(path):
-        _require_gguf(path)
-        kwargs.setdefault("gguf_file", os.path.basename(path))
-        path = os.path.dirname(os.path.abspath(path))
+    gguf_path = path if path.endswith(".gguf") and os.path.isfile(path) else None
+    if gguf_path is not None:
+        _require_gguf(gguf_path)
+        kwargs.setdefault("gguf_file", os.path.basename(gguf_path))
+        path = os.path.dirname(os.path.abspath(gguf_path))
     try:
         return auto_tokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    except ImportError as exc:
+        # transformers reads GGUF metadata only with torch installed.
+        if gguf_path is None or importlib.util.find_spec("torch") is not None:
+            raise
+        raise ImportError(
+            f"transformers loads the tokenizer of the GGUF file {gguf_path!r} only with "
+            f"torch installed, as well as gguf: pip install torch ({exc})"
+        ) from exc
     except ValueError as exc:
         raise ValueError(f"could not load a tokenizer from {path!r}: {exc}") from exc
     except OSError as exc:

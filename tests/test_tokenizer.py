@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -241,6 +242,95 @@ def test_mistral_mode_with_no_tokenizer_file(
 
 
 # --- gguf ---------------------------------------------------------------------------------
+
+
+def _has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+@pytest.fixture(scope="module")
+def byte_bpe() -> Any:
+    """A byte-level BPE (GPT-2 style) trained on SENTENCES, with <s> and </s> first."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        special_tokens=["<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=400,
+        show_progress=False,
+    )
+    raw.train_from_iterator(SENTENCES, trainer)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def gguf_file(tmp_path_factory: pytest.TempPathFactory, byte_bpe: Any) -> Path:
+    """A real GGUF file, written by gguf's GGUFWriter: llama hyper-parameters and the
+    byte-level BPE as a "gpt2" tokenizer vocabulary, no tensors."""
+    import gguf
+
+    vocab = byte_bpe.get_vocab()
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    assert [vocab[t] for t in tokens] == list(range(len(tokens)))
+    merges = [
+        m if isinstance(m, str) else " ".join(m)
+        for m in json.loads(byte_bpe.to_str())["model"]["merges"]
+    ]
+    path = tmp_path_factory.mktemp("gguf") / "tiny-F16.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny")
+    writer.add_context_length(64)
+    writer.add_embedding_length(8)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(16)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(2)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL] * 2 + [gguf.TokenType.NORMAL] * (len(tokens) - 2)
+    )
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(vocab["<s>"])
+    writer.add_eos_token_id(vocab["</s>"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_file_is_real(gguf_file: Path, byte_bpe: Any) -> None:
+    import gguf
+
+    reader = gguf.GGUFReader(gguf_file)
+    field = reader.fields["tokenizer.ggml.tokens"]
+    assert len(field.data) == byte_bpe.get_vocab_size()
+    assert reader.fields["general.architecture"].contents() == "llama"
+    assert reader.fields["tokenizer.ggml.model"].contents() == "gpt2"
+
+
+@pytest.mark.skipif(not _has_torch(), reason="transformers reads GGUF files only with torch")
+def test_gguf_file_loads_a_real_tokenizer(gguf_file: Path, byte_bpe: Any) -> None:
+    tok = get_tokenizer(str(gguf_file))
+    for text in [*SENTENCES, "the cat ran"]:
+        ids = tok(text, add_special_tokens=False).input_ids
+        assert ids == byte_bpe.encode(text).ids
+        assert tok.decode(ids) == text
+    assert (tok.bos_token, tok.eos_token) == ("<s>", "</s>")
+
+
+@pytest.mark.skipif(_has_torch(), reason="torch is installed")
+def test_gguf_file_without_torch_names_torch(gguf_file: Path) -> None:
+    # transformers/integrations/gguf/reader.py imports torch at the top, and
+    # AutoTokenizer.from_pretrained(..., gguf_file=...) reads the file's metadata with it.
+    with pytest.raises(ImportError, match=r"pip install torch") as info:
+        get_tokenizer(str(gguf_file))
+    assert str(gguf_file) in str(info.value)
 
 
 def test_gguf_without_the_gguf_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

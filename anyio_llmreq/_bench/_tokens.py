@@ -109,15 +109,14 @@ class HFTokenCounter:
 def load_token_counter(
     name: str, tokenizer_mode: str = "auto", trust_remote_code: bool = False
 ) -> HFTokenCounter:
-    """Load the Hugging Face tokenizer *name* (a hub id or a local path).
+    """Load the tokenizer *name* (a hub id, a local directory or a ``.gguf`` file) with
+    ``get_tokenizer``, as vLLM's benchmark does: *tokenizer_mode* ``"slow"`` and
+    ``"mistral"`` are honoured.
 
     Raises:
-        Exception: whatever ``transformers`` raises when it can't load it.
+        Exception: whatever ``get_tokenizer`` raises when it can't load it.
     """
-    from transformers import AutoTokenizer
+    from .._tokenizer import get_tokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if tokenizer_mode == "slow":
-        kwargs["use_fast"] = False
-    tok = AutoTokenizer.from_pretrained(name, **kwargs)
+    tok = get_tokenizer(name, tokenizer_mode=tokenizer_mode, trust_remote_code=trust_remote_code)
     return HFTokenCounter(tok, name)

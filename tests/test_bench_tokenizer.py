@@ -1,0 +1,134 @@
+"""The bench counts tokens with a real local tokenizer when the server sends no usage."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anyio_llmreq import BenchConfig, run_benchmark
+from anyio_llmreq._bench._tokens import HFTokenCounter, load_token_counter
+from anyio_llmreq._mock import MockBehaviour, MockServerThread
+from anyio_llmreq._mock._tokens import token_words
+from anyio_llmreq._tokenizer import MistralTokenizerAdapter
+
+NUM_PROMPTS = 10
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.delenv("VLLM_USE_MODELSCOPE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small BPE trained on the mock's output words: most words are several tokens, so
+    token counts differ from the whitespace-word counts the mock would report."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = ["".join(token_words(n)) for n in range(1, 40)]
+    raw = Tokenizer(models.BPE(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(
+        special_tokens=["[UNK]", "<s>", "</s>"], vocab_size=30, show_progress=False
+    )
+    raw.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=raw, unk_token="[UNK]", bos_token="<s>", eos_token="</s>"
+    )
+    path = tmp_path_factory.mktemp("bench-tok")
+    fast.save_pretrained(path)
+    return path
+
+
+def _count(tok: Any, text: str) -> int:
+    return len(tok(text, add_special_tokens=False).input_ids)
+
+
+def test_run_benchmark_counts_with_a_local_tokenizer(tokenizer_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    with MockServerThread(MockBehaviour(usage=False)) as server:
+        result = run_benchmark(
+            BenchConfig(
+                base_url=server.base_url,
+                tokenizer=str(tokenizer_dir),
+                num_prompts=NUM_PROMPTS,
+                random_input_len=16,
+                random_output_len=8,
+                request_rate=float("inf"),
+                disable_tqdm=True,
+                quiet=True,
+                save_detailed=True,
+            )
+        )
+        sent = {
+            r.header("x-request-id"): r.json["prompt"]
+            for r in server.requests
+            if r.path == "/v1/completions"
+        }
+    records = result.records
+    assert [r.output.success for r in records] == [True] * NUM_PROMPTS
+    # No usage from the server: every output count is the tokenizer's.
+    assert all(r.output.output_tokens == 0 for r in records)
+    assert result.input_tokens_source == "tokenizer"
+    assert result.result["input_tokens_source"] == "tokenizer"
+    assert result.result["output_tokens_source"] == {"tokenizer": NUM_PROMPTS}
+    assert result.result["tokenizer_id"] == str(tokenizer_dir)
+    assert any(line.endswith(f"tokenizer {tokenizer_dir}") for line in result.report)
+
+    texts = [r.output.generated_text for r in records]
+    assert all(texts)
+    expected = [_count(tok, t) for t in texts]
+    assert result.result["output_lens"] == expected
+    assert result.metrics.total_output == sum(expected)
+    # The tokenizer splits the mock's words, so these are not whitespace-word counts.
+    assert sum(expected) > sum(len(t.split()) for t in texts)
+
+    prompts = [sent[r.request_id] for r in records]
+    assert result.result["input_lens"] == [_count(tok, p) for p in prompts]
+    assert result.metrics.total_input == sum(_count(tok, p) for p in prompts)
+
+
+def test_the_bench_loads_tokenizers_through_get_tokenizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --tokenizer-mode mistral must reach get_tokenizer's mistral_common path, as in vLLM.
+    from tests.test_tokenizer import fake_mistral_common
+
+    loaded = fake_mistral_common(monkeypatch)
+    (tmp_path / "tekken.json").write_text("{}")
+    counter = load_token_counter(str(tmp_path), "mistral")
+    assert isinstance(counter, HFTokenCounter)
+    assert isinstance(counter.tokenizer, MistralTokenizerAdapter)
+    assert loaded == [str(tmp_path / "tekken.json")]
+    assert (counter.count("ab cde"), counter.encode("ab"), counter.vocab_size) == (2, [12], 100)
+    assert counter.apply_chat_template("hi") is None
+
+
+def test_the_bench_passes_a_gguf_path_to_get_tokenizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_tokenizer import spy_auto_tokenizer
+
+    monkeypatch.setitem(sys.modules, "gguf", types.ModuleType("gguf"))
+    calls = spy_auto_tokenizer(monkeypatch)
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+    counter = load_token_counter(str(path), "slow", trust_remote_code=True)
+    assert counter.tokenizer == "tokenizer"
+    assert calls == [
+        (
+            str(tmp_path),
+            {"trust_remote_code": True, "use_fast": False, "gguf_file": "model.gguf"},
+        )
+    ]
