@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-import importlib.util
 import os
 import re
 import tempfile
@@ -89,8 +88,12 @@ def get_tokenizer(
     * ``tokenizer_mode="mistral"`` loads ``tekken.json`` or ``tokenizer.model*`` with
       ``mistral_common`` (the ``mistral`` extra) and returns a
       ``MistralTokenizerAdapter``; *trust_remote_code* and *kwargs* are ignored;
-    * a path to a ``.gguf`` file loads its tokenizer through transformers (needs
-      ``gguf``, and ``torch``, which transformers' GGUF reader imports);
+    * a path to a ``.gguf`` file loads its tokenizer (needs ``gguf``) through
+      transformers, which reads GGUF files only with torch installed. Where that fails
+      with an ``ImportError``, this package reads the file itself and builds its
+      byte-level BPE ("gpt2") or SentencePiece ("llama") tokenizer, nearly every GGUF
+      file's, ignoring *kwargs* and *tokenizer_mode*; any other tokenizer model is an
+      ``ImportError`` that names torch;
     * anything else is ``transformers.AutoTokenizer.from_pretrained``.
 
     Raises:
@@ -116,13 +119,14 @@ def get_tokenizer(
     try:
         return auto_tokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
     except ImportError as exc:
-        # transformers reads GGUF metadata only with torch installed.
-        if gguf_path is None or importlib.util.find_spec("torch") is not None:
+        # transformers reads GGUF metadata only with torch installed (its ImportError does
+        # not always say so): read the file ourselves.
+        if gguf_path is None:
             raise
-        raise ImportError(
-            f"transformers loads the tokenizer of the GGUF file {gguf_path!r} only with "
-            f"torch installed, as well as gguf: pip install torch ({exc})"
-        ) from exc
+        try:
+            return _load_gguf(gguf_path)
+        except ImportError as own:
+            raise own from exc
     except ValueError as exc:
         raise ValueError(f"could not load a tokenizer from {path!r}: {exc}") from exc
     except OSError as exc:
@@ -137,6 +141,12 @@ def _auto_tokenizer() -> Any:
             f"get_tokenizer needs transformers: pip install transformers ({exc})"
         ) from exc
     return AutoTokenizer
+
+
+def _load_gguf(path: str) -> Any:
+    from ._gguf import load_gguf_tokenizer
+
+    return load_gguf_tokenizer(path)
 
 
 def _require_gguf(path: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -244,10 +243,6 @@ def test_mistral_mode_with_no_tokenizer_file(
 # --- gguf ---------------------------------------------------------------------------------
 
 
-def _has_torch() -> bool:
-    return importlib.util.find_spec("torch") is not None
-
-
 @pytest.fixture(scope="module")
 def byte_bpe() -> Any:
     """A byte-level BPE (GPT-2 style) trained on SENTENCES, with <s> and </s> first."""
@@ -314,23 +309,336 @@ def test_gguf_file_is_real(gguf_file: Path, byte_bpe: Any) -> None:
     assert reader.fields["tokenizer.ggml.model"].contents() == "gpt2"
 
 
-@pytest.mark.skipif(not _has_torch(), reason="transformers reads GGUF files only with torch")
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_gguf_metadata_reader_agrees_with_gguf(
+    tmp_path: Path, gguf_file: Path, byte_bpe: Any, big_endian: bool
+) -> None:
+    """anyio_llmreq._gguf reads the metadata itself, faster than gguf.GGUFReader."""
+    import mmap
+
+    import gguf
+
+    from anyio_llmreq._gguf import _MetadataReader
+
+    path = gguf_file
+    if big_endian:
+        path = tmp_path / "big-endian.gguf"
+        writer = gguf.GGUFWriter(str(path), "llama", endianess=gguf.GGUFEndian.BIG)
+        writer.add_block_count(3)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_token_list(["a", "b", "ab", "ñ"])
+        writer.add_token_types([1, 1, 1, 4])
+        writer.add_token_scores([0.0, -1.5, -2.0, 3.25])
+        writer.add_token_merges(["a b"])
+        writer.add_bool("tokenizer.ggml.add_bos_token", True)
+        writer.add_layer_norm_rms_eps(1e-5)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    expected = {
+        name: field.contents()
+        for name, field in gguf.GGUFReader(path).fields.items()
+        if not name.startswith("GGUF.")
+    }
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        assert _MetadataReader(data).read(lambda key: True) == expected
+
+
 def test_gguf_file_loads_a_real_tokenizer(gguf_file: Path, byte_bpe: Any) -> None:
+    # Through transformers with torch, through anyio_llmreq._gguf without it.
     tok = get_tokenizer(str(gguf_file))
-    for text in [*SENTENCES, "the cat ran"]:
+    for text in [*SENTENCES, "the cat ran", " the  mat\n", "día 42 ñ"]:
         ids = tok(text, add_special_tokens=False).input_ids
         assert ids == byte_bpe.encode(text).ids
         assert tok.decode(ids) == text
     assert (tok.bos_token, tok.eos_token) == ("<s>", "</s>")
+    assert (tok.bos_token_id, tok.eos_token_id) == (0, 1)
+    # Control tokens are matched whole, and dropped by skip_special_tokens.
+    ids = tok("<s>the cat</s>", add_special_tokens=False).input_ids
+    assert (ids[0], ids[-1]) == (0, 1)
+    assert tok.decode(ids, skip_special_tokens=True) == "the cat"
 
 
-@pytest.mark.skipif(_has_torch(), reason="torch is installed")
-def test_gguf_file_without_torch_names_torch(gguf_file: Path) -> None:
-    # transformers/integrations/gguf/reader.py imports torch at the top, and
-    # AutoTokenizer.from_pretrained(..., gguf_file=...) reads the file's metadata with it.
-    with pytest.raises(ImportError, match=r"pip install torch") as info:
-        get_tokenizer(str(gguf_file))
-    assert str(gguf_file) in str(info.value)
+@pytest.fixture
+def no_torch(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """transformers' GGUF reader failing as it does without torch, installed or not."""
+    import transformers
+
+    calls: list[Any] = []
+
+    def from_pretrained(name: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        # transformers 5's words when torch is missing: they do not name torch.
+        raise ImportError("Could not import module 'read_gguf_metadata'.")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    return calls
+
+
+def test_gguf_file_loads_without_torch(gguf_file: Path, byte_bpe: Any, no_torch: list[Any]) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    tok = get_tokenizer(str(gguf_file), tokenizer_mode="slow", revision="ignored")
+    assert no_torch == [str(gguf_file.parent)]
+    assert isinstance(tok, PreTrainedTokenizerFast)
+    assert tok.encode("the dog sat") == byte_bpe.encode("the dog sat").ids  # no BOS flag
+    assert len(tok) == byte_bpe.get_vocab_size()
+
+
+SPM_SENTENCES = [*SENTENCES, "The Cat and the hat", "a mat, a cat; a dog!"]
+
+
+@pytest.fixture(scope="module")
+def spm_bpe() -> Any:
+    """A SentencePiece-style BPE (Llama 2 / Mistral style): <unk> <s> </s>, the 256 byte
+    pieces <0x00>..<0xFF>, then pieces that start with "▁" for a space, byte fallback."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    raw.decoder = decoders.Sequence(
+        [
+            decoders.Replace("\u2581", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        special_tokens=["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256))],
+        vocab_size=340,
+        show_progress=False,
+    )
+    raw.train_from_iterator(SPM_SENTENCES, trainer)
+    return raw
+
+
+def write_gguf(
+    path: Path,
+    model: str,
+    tokens: list[str],
+    types: list[int],
+    scores: list[float] | None = None,
+    merges: list[str] | None = None,
+    pre: str | None = None,
+    meta: dict[str, str | bool] | None = None,
+    **ids: int,
+) -> Path:
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_tokenizer_model(model)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    if scores is not None:
+        writer.add_token_scores(scores)
+    if merges is not None:
+        writer.add_token_merges(merges)
+    if pre is not None:
+        writer.add_tokenizer_pre(pre)
+    for name, value in ids.items():
+        writer.add_uint32(f"tokenizer.ggml.{name}", value)
+    for key, item in (meta or {}).items():
+        if isinstance(item, bool):
+            writer.add_bool(key, item)
+        else:
+            writer.add_string(key, item)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def spm_gguf_file(tmp_path_factory: pytest.TempPathFactory, spm_bpe: Any) -> Path:
+    """spm_bpe as a "llama" GGUF vocabulary: pieces, scores and types, no merges. As in
+    SentencePiece BPE models, a later piece scores lower."""
+    import gguf
+
+    vocab = spm_bpe.get_vocab()
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    assert [vocab[t] for t in tokens] == list(range(len(tokens)))
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    types += [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * (len(tokens) - 259)
+    scores = [0.0] * 259 + [-float(i) for i in range(len(tokens) - 259)]
+    path = tmp_path_factory.mktemp("gguf") / "tiny-spm-Q8_0.gguf"
+    ids = {"bos_token_id": 1, "eos_token_id": 2, "unknown_token_id": 0}
+    return write_gguf(path, "llama", tokens, types, scores, **ids)
+
+
+def test_gguf_sentencepiece_file_loads(spm_gguf_file: Path, spm_bpe: Any, no_torch: Any) -> None:
+    tok = get_tokenizer(str(spm_gguf_file))
+    for text in [*SPM_SENTENCES, "the cat", "hat mat sat", "two  spaces", "ünïcode ✓ 42\n"]:
+        ids = tok(text, add_special_tokens=False).input_ids
+        assert ids == spm_bpe.encode(text).ids, text
+        assert tok.decode(ids) == text
+    # As with transformers' Llama tokenizer, a leading space is not prefixed again, and
+    # decoding drops one.
+    ids = tok("  two", add_special_tokens=False).input_ids
+    assert ids == spm_bpe.encode("  two").ids
+    assert tok.decode(ids) == spm_bpe.decode(ids, skip_special_tokens=False) == " two"
+    # Characters outside the vocabulary fall back to their UTF-8 bytes.
+    ids = tok("✓", add_special_tokens=False).input_ids
+    assert tok.convert_ids_to_tokens(ids)[-3:] == ["<0xE2>", "<0x9C>", "<0x93>"]
+    assert (tok.bos_token, tok.eos_token, tok.unk_token) == ("<s>", "</s>", "<unk>")
+    # llama.cpp adds BOS to a SentencePiece vocabulary unless the file says otherwise.
+    assert tok("the cat").input_ids == [1, *spm_bpe.encode("the cat").ids]
+    assert tok.decode(tok("the cat").input_ids, skip_special_tokens=True) == "the cat"
+
+
+PARITY_TEXTS = [
+    *SPM_SENTENCES,
+    "",
+    " ",
+    "the  cat\n\nsat\t on  ",
+    "The CAT's 12345 mats, don't they?",
+    "ünïcode ✓ — 北京 🙂",
+    "<s>the cat</s> a dog",
+    "HTTPServer's camelCase x/y 1/2 ÀÉÎ über\r\n",
+]
+
+
+@pytest.mark.parametrize("pre", [None, "llama-bpe", "qwen2", "gpt-4o", "tekken", "unknown-pre"])
+def test_gguf_byte_level_matches_transformers_gguf_reader(
+    tmp_path: Path, byte_bpe: Any, pre: str | None, no_torch: Any
+) -> None:
+    """What transformers builds (with torch) from the same file, built here without
+    torch from its private converter: same ids."""
+    import gguf
+
+    tokens, merges = bpe_tokens_and_merges(byte_bpe)
+    types = [gguf.TokenType.CONTROL] * 2 + [gguf.TokenType.NORMAL] * (len(tokens) - 2)
+    path = write_gguf(
+        tmp_path / "bpe.gguf", "gpt2", tokens, types, merges=merges, pre=pre, bos_token_id=0
+    )
+    tokenizer_dict = {
+        "tokenizer_type": "gpt2",
+        "tokens": tokens,
+        "token_type": types,
+        "merges": merges,
+        **({"pre_tokenizer_type": pre} if pre else {}),
+    }
+    assert_same_ids_as_transformers(path, tokenizer_dict)
+
+
+def test_gguf_sentencepiece_matches_transformers_gguf_reader(
+    spm_gguf_file: Path, no_torch: Any
+) -> None:
+    import gguf
+
+    reader = gguf.GGUFReader(spm_gguf_file)
+    tokenizer_dict = {
+        "tokenizer_type": "llama",
+        "tokens": reader.fields["tokenizer.ggml.tokens"].contents(),
+        "scores": reader.fields["tokenizer.ggml.scores"].contents(),
+        "token_type": reader.fields["tokenizer.ggml.token_type"].contents(),
+    }
+    assert_same_ids_as_transformers(spm_gguf_file, tokenizer_dict)
+
+
+def assert_same_ids_as_transformers(path: Path, tokenizer_dict: dict[str, Any]) -> None:
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import (
+            convert_gguf_tokenizer,
+        )
+    except ImportError:
+        pytest.skip("this transformers has no torch-free GGUF tokenizer converter")
+    reference, _ = convert_gguf_tokenizer("llama", tokenizer_dict)
+    tok = get_tokenizer(str(path))
+    for text in PARITY_TEXTS:
+        ids = tok(text, add_special_tokens=False).input_ids
+        assert ids == reference.encode(text, add_special_tokens=False).ids, text
+        assert tok.decode(ids) == reference.decode(ids, skip_special_tokens=False), text
+
+
+def bpe_tokens_and_merges(byte_bpe: Any) -> tuple[list[str], list[str]]:
+    vocab = byte_bpe.get_vocab()
+    merges = json.loads(byte_bpe.to_str())["model"]["merges"]
+    return (
+        sorted(vocab, key=vocab.__getitem__),
+        [m if isinstance(m, str) else " ".join(m) for m in merges],
+    )
+
+
+def test_gguf_flags_and_chat_template(tmp_path: Path, byte_bpe: Any, no_torch: Any) -> None:
+    import gguf
+
+    tokens, merges = bpe_tokens_and_merges(byte_bpe)
+    types = [gguf.TokenType.CONTROL] * 2 + [gguf.TokenType.NORMAL] * (len(tokens) - 2)
+    meta: dict[str, str | bool] = {
+        "tokenizer.ggml.add_bos_token": True,
+        "tokenizer.ggml.add_eos_token": True,
+        "tokenizer.chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+    }
+    path = write_gguf(
+        tmp_path / "flags.gguf",
+        "gpt2",
+        tokens,
+        types,
+        merges=merges,
+        meta=meta,
+        bos_token_id=0,
+        eos_token_id=1,
+    )
+    tok = get_tokenizer(str(path))
+    assert tok("the cat").input_ids == [0, *byte_bpe.encode("the cat").ids, 1]
+    assert tok("the cat", add_special_tokens=False).input_ids == byte_bpe.encode("the cat").ids
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    assert text == "hi"
+
+
+def test_gguf_embedded_tokenizer_json_wins(
+    tmp_path: Path, tokenizer_dir: Path, no_torch: Any
+) -> None:
+    # A file that carries its whole tokenizer.json is loaded from that, whatever its
+    # tokenizer.ggml.model says.
+    import gguf
+
+    embedded = (tokenizer_dir / "tokenizer.json").read_text()
+    path = write_gguf(
+        tmp_path / "hf.gguf",
+        "bert",
+        ["[UNK]", "<s>", "</s>"],
+        [gguf.TokenType.NORMAL] * 3,
+        meta={"tokenizer.huggingface.json": embedded},
+        eos_token_id=2,
+    )
+    tok = get_tokenizer(str(path))
+    from tokenizers import Tokenizer
+
+    reference = Tokenizer.from_str(embedded)
+    assert tok.encode("the dog sat") == reference.encode("the dog sat").ids
+    assert tok.eos_token == "</s>"
+
+
+def test_gguf_unknown_tokenizer_model_names_torch(tmp_path: Path, no_torch: Any) -> None:
+    import gguf
+
+    tokens = ["[PAD]", "[UNK]", "hello", "world"]
+    path = write_gguf(tmp_path / "bert.gguf", "bert", tokens, [gguf.TokenType.NORMAL] * 4)
+    with pytest.raises(ImportError, match=r"'bert'.*pip install torch") as info:
+        get_tokenizer(str(path))
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a gguf file at all", b"", b"GGUF", b"GGUF\x03\x00\x00\x00" + b"\xff" * 16]
+)
+def test_gguf_file_that_is_not_gguf(tmp_path: Path, no_torch: Any, content: bytes) -> None:
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="broken.gguf"):
+        get_tokenizer(str(path))
+
+
+def test_gguf_file_cut_short(tmp_path: Path, gguf_file: Path, no_torch: Any) -> None:
+    path = tmp_path / "cut.gguf"
+    path.write_bytes(gguf_file.read_bytes()[:600])
+    with pytest.raises(ValueError, match=r"cut\.gguf"):
+        get_tokenizer(str(path))
 
 
 def test_gguf_without_the_gguf_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,6 +653,7 @@ def test_gguf_without_the_gguf_package(tmp_path: Path, monkeypatch: pytest.Monke
 def test_gguf_file_loads_through_transformers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # transformers reads the file where it can (with torch installed).
     monkeypatch.setitem(sys.modules, "gguf", types.ModuleType("gguf"))
     calls = spy_auto_tokenizer(monkeypatch)
     path = tmp_path / "model.gguf"
