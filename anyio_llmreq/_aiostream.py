@@ -14,6 +14,7 @@ scopes work on it as on any asyncio await. Trio keeps anyio's own sockets.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -104,11 +105,19 @@ class AsyncioStream(anyio.abc.ByteStream):
     latest ``receive`` came off the socket.
     """
 
-    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        protocol: _Protocol,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self._transport = transport
         self._protocol = protocol
         self._closed = False
         self.arrival = 0.0
+        # The loop's future factory, looked up once: asyncio.get_running_loop() makes a
+        # getpid() system call, and asyncio's create_future is a Python method.
+        self._new_future = _future_factory(loop or asyncio.get_running_loop())
 
     def arrival_time(self) -> float:
         return self.arrival
@@ -123,7 +132,7 @@ class AsyncioStream(anyio.abc.ByteStream):
                 raise anyio.EndOfStream
             if self._closed:
                 raise anyio.ClosedResourceError
-            waiter = protocol.waiter = asyncio.get_running_loop().create_future()
+            waiter = protocol.waiter = self._new_future()
             try:
                 await waiter
             finally:
@@ -202,9 +211,16 @@ async def open_asyncio_stream(
         except OSError as exc:
             last_error = exc
             continue
-        return AsyncioStream(transport, protocol)
+        return AsyncioStream(transport, protocol, loop)
     assert last_error is not None
     raise last_error
+
+
+def _future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Future[None]]:
+    if type(loop).create_future is asyncio.BaseEventLoop.create_future:
+        # What asyncio's create_future returns, without its Python frame.
+        return functools.partial(asyncio.Future, loop=loop)
+    return loop.create_future  # uvloop's (compiled) or another loop's own
 
 
 async def _addresses(host: str, port: int) -> list[str]:

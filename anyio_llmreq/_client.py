@@ -30,7 +30,7 @@ from ._engine import (
 from ._exceptions import ConfigError, RequestTimeout
 from ._models import Delta, RequestFuncInput, RequestFuncOutput
 from ._sse import DEFAULT_MAX_EVENT_BYTES
-from ._transport import AnyioTransport
+from ._transport import AnyioTransport, body_released
 from .backends._base import Backend, api_key_from_env
 from .backends._registry import get_backend
 
@@ -271,13 +271,15 @@ class Client:
         ex, http_request = self._prepare(backend, request)
         http = self._ensure_http()
         total = self.timeouts.total
-        with anyio.move_on_after(math.inf if total is None else total) as scope:
+        # No total deadline: no cancel scope, which would only add its cost.
+        deadline = anyio.move_on_after(total) if total is not None else contextlib.nullcontext()
+        with deadline as scope:
             ex.start = self.clock()
             try:
                 await self._pump(http, http_request, ex)
-            except Exception as exc:
+            except Exception as exc:  # becomes the output's error
                 ex.fail(exc)
-        if scope.cancelled_caught:
+        if scope is not None and scope.cancelled_caught:
             ex.fail(RequestTimeout(f"RequestTimeout: total deadline of {total} s exceeded"))
         return ex.output()
 
@@ -302,8 +304,12 @@ class Client:
             finally:
                 await close_chunks(chunks)
         finally:
-            with anyio.CancelScope(shield=True):
+            if body_released(response.stream):
+                # Nothing left to close, so no await in here suspends: no shield needed.
                 await response.aclose()
+            else:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
 
     @contextlib.asynccontextmanager
     async def stream(

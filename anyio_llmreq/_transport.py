@@ -184,7 +184,8 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         body: bytes | None = None
         if isinstance(request.stream, httpx.ByteStream):
             # In-memory body: can be sent together with the head and re-sent on retry.
-            body = b"".join([part async for part in request.stream])
+            # Its synchronous iterator: the asynchronous one is a generator per request.
+            body = b"".join(request.stream)
             if chunked_body:
                 body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
 
@@ -461,24 +462,38 @@ _PROXY_MESSAGE: Final = (
 
 def _encode_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
     """Return the request head, whether the body is chunked, and whether to keep alive."""
-    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     chunked = False
     keep_alive = True
+    fields: list[bytes] = []
+    append = fields.append
     for name, value in request.headers.raw:
         lname = name.lower()
-        if lname == b"expect" and value.lower() == b"100-continue":
-            # Waiting for "100 Continue" costs a round trip and many servers never send
-            # it; sending the body straight away is what the RFC allows anyway.
-            continue
-        if lname == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif lname == b"connection" and b"close" in value.lower():
-            keep_alive = False
-        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-            raise httpx.LocalProtocolError(f"Illegal line break in header {name!r}")
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts), chunked, keep_alive
+        if lname in _FRAMING_FIELDS:
+            if lname == b"expect":
+                if value.lower() == b"100-continue":
+                    # Waiting for "100 Continue" costs a round trip and many servers
+                    # never send it; sending the body straight away is what the RFC
+                    # allows anyway.
+                    continue
+            elif lname == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif b"close" in value.lower():
+                keep_alive = False
+        append(name + b": " + value)
+    start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
+    if not fields:
+        return start + b"\r\n", chunked, keep_alive
+    block = b"\r\n".join(fields)
+    # Each separator holds one CR and one LF: any other is a line break inside a field.
+    separators = len(fields) - 1
+    if block.count(b"\r") != separators or block.count(b"\n") != separators:
+        for name, value in request.headers.raw:
+            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+                raise httpx.LocalProtocolError(f"Illegal line break in header {name!r}")
+    return b"%s%s\r\n\r\n" % (start, block), chunked, keep_alive
+
+
+_FRAMING_FIELDS: Final = frozenset({b"expect", b"transfer-encoding", b"connection"})
 
 
 async def _send(conn: _Connection, data: bytes) -> None:
@@ -1065,6 +1080,12 @@ class _TrioWatchdog(_Watchdog):
             self._scope = None
             self._running = False
             self._due = _INF
+
+
+def body_released(stream: object) -> bool:
+    """Whether *stream* is a body stream of ours that has ended and given its
+    connection back: closing it then does nothing and never suspends."""
+    return isinstance(stream, _BodyStream) and stream._conn is None
 
 
 def _on_asyncio() -> bool:

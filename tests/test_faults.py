@@ -159,6 +159,8 @@ async def test_self_signed_certificate_is_refused(
 ) -> None:
     with RawServer(one_token_reply, tls=tls_context) as server:
         out = await send(transport, server.url(CHAT, "https"))
+        # The server's side of the failed handshake runs in its own thread: wait for it.
+        await eventually(lambda: server.tls_failures == 1)
     failed(out, "ConnectError", "CERTIFICATE_VERIFY_FAILED")
     assert server.tls_failures == 1
 
