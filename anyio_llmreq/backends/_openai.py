@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, final
 
 import attrs
@@ -31,6 +31,24 @@ from ._base import (
 )
 
 __all__ = ["OpenAIChat", "OpenAICompletions", "chat_content"]
+
+
+def _object_or_deltas(
+    token_text: Callable[[str], str | None], event: SSEEvent
+) -> dict[str, Any] | tuple[Delta, ...]:
+    """The event's JSON object, or its deltas when they need no further reading: a plain
+    token (*token_text*'s fast path), an end marker, a keep-alive or an error object."""
+    if event.event == "message":
+        text = token_text(event.data)
+        if text is not None:
+            return (TextDelta(text),)
+    obj = event_object(event)
+    if type(obj) is tuple:
+        return obj
+    assert isinstance(obj, dict)
+    if obj.get("error"):
+        return (error_message(obj["error"]),)
+    return obj
 
 
 def _usage(usage: Any) -> UsageDelta:
@@ -87,16 +105,9 @@ class OpenAICompletions:
         return None
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        if event.event == "message":
-            text = self.token_text(event.data)
-            if text is not None:
-                return (TextDelta(text),)
-        obj = event_object(event)
-        if type(obj) is tuple:
+        obj = _object_or_deltas(self.token_text, event)
+        if isinstance(obj, tuple):
             return obj
-        assert isinstance(obj, dict)
-        if obj.get("error"):
-            return (error_message(obj["error"]),)
         choices = obj.get("choices")
         usage = obj.get("usage")
         if choices:
@@ -210,16 +221,9 @@ class OpenAIChat:
         return None
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        if event.event == "message":
-            text = self.token_text(event.data)
-            if text is not None:
-                return (TextDelta(text),)
-        obj = event_object(event)
-        if type(obj) is tuple:
+        obj = _object_or_deltas(self.token_text, event)
+        if isinstance(obj, tuple):
             return obj
-        assert isinstance(obj, dict)
-        if obj.get("error"):
-            return (error_message(obj["error"]),)
         deltas: list[Delta] = []
         choices = obj.get("choices")
         if choices:
