@@ -66,23 +66,11 @@ def _finalize(acc: Accumulator) -> Completion:
     return Completion("", prompt_tokens=acc.prompt_tokens)
 
 
-@final
-@attrs.frozen
-class OpenAIEmbeddings:
-    """``/v1/embeddings``. Succeeds with empty text; ``prompt_len`` is the server's
-    ``usage.prompt_tokens`` and TTFT equals latency."""
+class _PoolingResponse:
+    """How the three pooling backends read their (non-streaming) JSON answer."""
 
-    name: ClassVar[str] = "openai-embeddings"
+    __slots__ = ()
     framing: ClassVar[Framing] = "json"
-
-    def build_payload(self, request: RequestFuncInput, /) -> RequestSpec:
-        validate_url(request.api_url, "OpenAI Embeddings API", ("embeddings", "profile"))
-        payload: dict[str, Any] = {
-            "model": _model(request),
-            "input": request.prompt,
-            "truncate_prompt_tokens": -1,
-        }
-        return _spec(request, payload)
 
     def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
         return _parse(event)
@@ -93,12 +81,29 @@ class OpenAIEmbeddings:
 
 @final
 @attrs.frozen
-class VLLMRerank:
+class OpenAIEmbeddings(_PoolingResponse):
+    """``/v1/embeddings``. Succeeds with empty text; ``prompt_len`` is the server's
+    ``usage.prompt_tokens`` and TTFT equals latency."""
+
+    name: ClassVar[str] = "openai-embeddings"
+
+    def build_payload(self, request: RequestFuncInput, /) -> RequestSpec:
+        validate_url(request.api_url, "OpenAI Embeddings API", ("embeddings", "profile"))
+        payload: dict[str, Any] = {
+            "model": _model(request),
+            "input": request.prompt,
+            "truncate_prompt_tokens": -1,
+        }
+        return _spec(request, payload)
+
+
+@final
+@attrs.frozen
+class VLLMRerank(_PoolingResponse):
     """vLLM's ``/rerank``: the prompt is ``[query, document, ...]``; ``extra_body`` is
     honoured (vLLM's own function drops it)."""
 
     name: ClassVar[str] = "vllm-rerank"
-    framing: ClassVar[Framing] = "json"
 
     def build_payload(self, request: RequestFuncInput, /) -> RequestSpec:
         validate_url(request.api_url, "vLLM Rerank API", ("rerank", "profile"))
@@ -116,21 +121,14 @@ class VLLMRerank:
         }
         return _spec(request, payload)
 
-    def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        return _parse(event)
-
-    def finalize(self, acc: Accumulator, /) -> Completion:
-        return _finalize(acc)
-
 
 @final
 @attrs.frozen
-class VLLMPooling:
+class VLLMPooling(_PoolingResponse):
     """vLLM's ``/pooling``: a dict prompt is merged into the payload, anything else is
     sent as ``input``."""
 
     name: ClassVar[str] = "vllm-pooling"
-    framing: ClassVar[Framing] = "json"
 
     def build_payload(self, request: RequestFuncInput, /) -> RequestSpec:
         validate_url(request.api_url, "vLLM Pooling API", ("pooling", "profile"))
@@ -140,9 +138,3 @@ class VLLMPooling:
         else:
             payload["input"] = request.prompt
         return _spec(request, payload)
-
-    def parse_event(self, event: SSEEvent, /) -> Sequence[Delta]:
-        return _parse(event)
-
-    def finalize(self, acc: Accumulator, /) -> Completion:
-        return _finalize(acc)
