@@ -14,6 +14,7 @@ import anyio
 import attrs
 
 from .._client import Client
+from .._exceptions import ConfigError
 from .._models import RequestFuncInput, RequestFuncOutput
 from ..backends._base import Backend
 from ._selfcheck import LoopLagMonitor
@@ -99,6 +100,17 @@ async def _watch_signals(
         return
 
 
+async def _send(
+    client: Client, backend: Backend | str, request: RequestFuncInput
+) -> RequestFuncOutput:
+    """``client.send``, with a request that can't be built counted as failed, not raised:
+    one bad row of a dataset must not end the run."""
+    try:
+        return await client.send(backend, request)
+    except ConfigError as exc:
+        return RequestFuncOutput(prompt_len=request.prompt_len, error=f"ConfigError: {exc}")
+
+
 async def drive(
     client: Client,
     backend: Backend | str,
@@ -133,10 +145,10 @@ async def drive(
             if limiter is not None:
                 async with limiter:
                     acquired = clock()
-                    out = await client.send(backend, item.request)
+                    out = await _send(client, backend, item.request)
             else:
                 acquired = dispatched
-                out = await client.send(backend, item.request)
+                out = await _send(client, backend, item.request)
             out.client_queue_time = acquired - dispatched
             rec = RequestRecord(
                 index=item.index,

@@ -250,9 +250,10 @@ def _build_inputs(
 ) -> list[RequestFuncInput]:
     extra = _extra_body(config)
     headers = dict(config.headers) or None
+    shape = _SHAPERS.get(config.backend)
     return [
         RequestFuncInput(
-            prompt=s.prompt,
+            prompt=shape(s.prompt) if shape is not None else s.prompt,
             api_url=api_url,
             prompt_len=s.prompt_len,
             output_len=s.expected_output_len,
@@ -263,9 +264,39 @@ def _build_inputs(
             ignore_eos=ignore_eos,
             request_id=s.request_id or None,
             extra_headers=headers,
+            multi_modal_content=_synthetic_audio(config.seed + i)
+            if config.backend == "openai-audio"
+            else None,
         )
-        for s in samples
+        for i, s in enumerate(samples)
     ]
+
+
+def _rerank_prompt(prompt: Any) -> Any:
+    """A text prompt as vllm-rerank's ``[query, document, ...]``: its first words as the
+    query, its two halves as the documents."""
+    if not isinstance(prompt, str):
+        return prompt
+    words = prompt.split()
+    half = max(len(words) // 2, 1)
+    return [" ".join(words[:8]), " ".join(words[:half]), " ".join(words[half:]) or prompt]
+
+
+_SHAPERS: dict[str, Callable[[Any], Any]] = {"vllm-rerank": _rerank_prompt}
+
+
+def _synthetic_audio(seed: int, seconds: float = 1.0, rate: int = 16_000) -> dict[str, Any]:
+    """Quiet noise to transcribe: text datasets carry no audio."""
+    import numpy as np
+
+    samples = np.random.default_rng(seed).normal(0.0, 0.01, int(seconds * rate))
+    return {"audio": (samples.astype(np.float32), rate)}
+
+
+def _preflight(backend: str, first: RequestFuncInput) -> None:
+    """Build the first request before anything runs, so a configuration that can't work
+    stops the bench with its reason (``ConfigError``) instead of failing every request."""
+    get_backend(backend).build_payload(first)
 
 
 async def _wait_for_endpoint(
@@ -340,6 +371,7 @@ async def arun_benchmark(
     get_backend(backend)  # ConfigError early for an unknown name
     verify = not config.insecure
 
+    failure: Exception | None = None
     async with contextlib.AsyncExitStack() as stack:
         if config.embedded:
             from .._mock import MockBehaviour, open_mock_server
@@ -356,17 +388,23 @@ async def arun_benchmark(
             resolved = config.resolved_base_url()
             assert resolved is not None
             base_url = resolved
-        return await _run(
-            config,
-            base_url,
-            say,
-            stream,
-            stop_after=stop_after,
-            handle_signals=handle_signals,
-            verify=verify,
-            openai_compatible=openai_compatible,
-        )
-    raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return await _run(
+                config,
+                base_url,
+                say,
+                stream,
+                stop_after=stop_after,
+                handle_signals=handle_signals,
+                verify=verify,
+                openai_compatible=openai_compatible,
+            )
+        except (ValueError, RuntimeError) as exc:
+            # Re-raised below, outside the embedded server's task group, which would
+            # wrap it in an exception group: the caller sees the error itself.
+            failure = exc
+    assert failure is not None
+    raise failure
 
 
 async def _run(
@@ -407,6 +445,8 @@ async def _run(
         model_name=model_name,
         ignore_eos=_ignore_eos(config, openai_compatible),
     )
+    if inputs:
+        _preflight(backend, inputs[0])
     ramp_up = None
     if config.ramp_up_strategy is not None:
         assert config.ramp_up_start_rps is not None and config.ramp_up_end_rps is not None
