@@ -20,3 +20,10 @@ _no_uvloop = [pytest.mark.skip(reason="uvloop not installed")] if uvloop is None
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """Every async test runs on asyncio, asyncio with uvloop, and trio."""
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["default", "httpx"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Which transport a client under test uses (see ``tests/clients.py``)."""
+    kind: str = request.param
+    return kind

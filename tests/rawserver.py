@@ -276,6 +276,8 @@ def self_signed_cert(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Pat
             ),
             critical=False,
         )
+        # A CA certificate, so it can also be trusted as its own authority (cafile=...).
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     certfile = directory / "cert.pem"

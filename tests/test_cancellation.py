@@ -20,13 +20,13 @@ from typing import Any
 
 import anyio
 import attrs
-import httpx
 import pytest
 import sniffio
 
 from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
 from anyio_llmreq._mock import MockBehaviour, MockServer, open_mock_server
 
+from .clients import make_client
 from .rawserver import eventually
 
 pytestmark = pytest.mark.anyio
@@ -35,17 +35,6 @@ COMPLETIONS = "/v1/completions"
 _linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
 
 
-@pytest.fixture(params=["default", "httpx"])
-def transport(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
-
-
-def make_client(kind: str, **kwargs: Any) -> Client:
-    """``default``: what ``Client()`` uses (our anyio transport); ``httpx``: httpx's own."""
-    if kind == "httpx":
-        return Client(transport=httpx.AsyncHTTPTransport(), **kwargs)
-    return Client(**kwargs)
 
 
 def req(server: MockServer, output_len: int = 6, **mock: Any) -> RequestFuncInput:

@@ -14,12 +14,12 @@ from typing import Any
 
 import anyio
 import anyio._core._sockets as anyio_sockets
-import httpx
 import pytest
 
-from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
+from anyio_llmreq import RequestFuncInput, RequestFuncOutput, Timeouts
 from anyio_llmreq._mock import MockBehaviour, open_mock_server
 
+from .clients import make_client
 from .rawserver import Connection, RawServer, chunked, eventually, head, self_signed_cert
 
 pytestmark = pytest.mark.anyio
@@ -32,17 +32,6 @@ BOUND = 5.0
 SHORT = Timeouts(connect=2.0, read=0.2)
 
 
-@pytest.fixture(params=["default", "httpx"])
-def transport(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
-
-
-def make_client(kind: str, **kwargs: Any) -> Client:
-    if kind == "httpx":
-        verify = kwargs.pop("verify", True)
-        return Client(transport=httpx.AsyncHTTPTransport(verify=verify), **kwargs)
-    return Client(**kwargs)
 
 
 def req(url: str, **kwargs: Any) -> RequestFuncInput:

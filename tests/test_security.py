@@ -16,13 +16,13 @@ import socket
 import ssl
 from typing import Any
 
-import httpx
 import pytest
 
 import anyio_llmreq
 from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
 from anyio_llmreq._mock import MockBehaviour, open_mock_server
 
+from .clients import make_client
 from .rawserver import Connection, RawServer, head, self_signed_cert
 
 pytestmark = pytest.mark.anyio
@@ -31,18 +31,6 @@ KEY = "sk-test-9f8e7d6c5b4a39281706"
 CHAT = "/v1/chat/completions"
 
 
-@pytest.fixture(params=["default", "httpx"])
-def transport(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
-
-
-def make_client(kind: str, **kwargs: Any) -> Client:
-    """``default``: what ``Client()`` uses (our anyio transport); ``httpx``: httpx's own."""
-    if kind == "httpx":
-        verify = kwargs.pop("verify", True)
-        return Client(transport=httpx.AsyncHTTPTransport(verify=verify), **kwargs)
-    return Client(**kwargs)
 
 
 def no_key(out: RequestFuncOutput) -> None:
