@@ -27,3 +27,14 @@ def transport(request: pytest.FixtureRequest) -> str:
     """Which transport a client under test uses (see ``tests/clients.py``)."""
     kind: str = request.param
     return kind
+
+
+@pytest.fixture
+def hf_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokenizer loading without the network: the hub is offline, ModelScope unused."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.delenv("VLLM_USE_MODELSCOPE", raising=False)

@@ -18,13 +18,8 @@ from anyio_llmreq._tokenizer import MistralTokenizerAdapter
 NUM_PROMPTS = 10
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.delenv("VLLM_USE_MODELSCOPE", raising=False)
+# No test here may reach the hub: see the fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,8 @@ from anyio_llmreq._tokenizer import MistralTokenizerAdapter
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "the dog sat"]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # huggingface_hub reads the variable once, at import.
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.delenv("VLLM_USE_MODELSCOPE", raising=False)
+# No test here may reach the hub: see the fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 
 @pytest.fixture(scope="module")
