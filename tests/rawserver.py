@@ -15,7 +15,7 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
 import anyio
@@ -291,3 +291,12 @@ def self_signed_cert(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Pat
         )
     )
     return certfile, keyfile
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound but not listening, so the kernel
+    answers with a reset and no other process can take the port meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])

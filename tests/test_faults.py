@@ -20,7 +20,15 @@ from anyio_llmreq import RequestFuncInput, RequestFuncOutput, Timeouts
 from anyio_llmreq._mock import MockBehaviour, open_mock_server
 
 from .clients import make_client
-from .rawserver import Connection, RawServer, chunked, eventually, head, self_signed_cert
+from .rawserver import (
+    Connection,
+    RawServer,
+    chunked,
+    eventually,
+    head,
+    refused_port,
+    self_signed_cert,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -69,10 +77,8 @@ def kept(out: RequestFuncOutput, words: int) -> None:
 
 
 async def test_connection_refused(transport: str) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    out = await send(transport, f"http://127.0.0.1:{port}{CHAT}")
+    with refused_port() as port:
+        out = await send(transport, f"http://127.0.0.1:{port}{CHAT}")
     failed(out, "ConnectError", "refused")
     assert out.status_code is None and out.ttft == 0.0
 

@@ -12,7 +12,6 @@ import inspect
 import json
 import logging
 import pathlib
-import socket
 import ssl
 from typing import Any
 
@@ -23,7 +22,7 @@ from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
 from anyio_llmreq._mock import MockBehaviour, open_mock_server
 
 from .clients import make_client
-from .rawserver import Connection, RawServer, head, self_signed_cert
+from .rawserver import Connection, RawServer, head, refused_port, self_signed_cert
 
 pytestmark = pytest.mark.anyio
 
@@ -79,14 +78,15 @@ async def test_key_not_in_errors_of_any_kind(
     transport: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        refused = f"http://127.0.0.1:{sock.getsockname()[1]}{CHAT}"
     cert, key = self_signed_cert(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     outs = []
-    with RawServer(lambda conn: conn.wait_for_client_close(5), tls=context) as tls_server:
+    with (
+        refused_port() as port,
+        RawServer(lambda conn: conn.wait_for_client_close(5), tls=context) as tls_server,
+    ):
+        refused = f"http://127.0.0.1:{port}{CHAT}"
         async with open_mock_server(MockBehaviour()) as server:
             async with make_client(transport, timeouts=Timeouts(read=0.2)) as client:
                 for url, mock in [

@@ -27,7 +27,7 @@ from anyio_llmreq._transport import (
     _ChunkedDecoder,
 )
 
-from .rawserver import self_signed_cert
+from .rawserver import refused_port, self_signed_cert
 
 pytestmark = pytest.mark.anyio
 
@@ -591,12 +591,10 @@ async def test_malformed_responses(serve: Callable[..., Server], raw: bytes, mes
 
 
 async def test_connection_refused() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    async with httpx.AsyncClient(transport=AnyioTransport(trust_env=False)) as c:
-        with pytest.raises(httpx.ConnectError, match=f"(?i)127.0.0.1:{port}.*refused"):
-            await c.get(f"http://127.0.0.1:{port}/")
+    with refused_port() as port:
+        async with httpx.AsyncClient(transport=AnyioTransport(trust_env=False)) as c:
+            with pytest.raises(httpx.ConnectError, match=f"(?i)127.0.0.1:{port}.*refused"):
+                await c.get(f"http://127.0.0.1:{port}/")
 
 
 async def test_dns_failure() -> None:
