@@ -169,20 +169,31 @@ class Exchange:
 
     def feed(self, chunk: bytes, now: float, sink: list[Delta] | None = None) -> None:
         """Decode one read's bytes stamped *now*; append its deltas to *sink* if given."""
-        events = self.decoder.feed_data(chunk)
+        decoder = self.decoder
+        events = decoder.feed_data(chunk)
         if not events:
             return
-        parse = self.backend.parse_event
         token_text = self._token_text
+        texts: list[str | None] | None = None
+        if decoder.last_plain and token_text is not None:
+            # A read of plain data events only: the backend's fast path on all of them.
+            texts = list(map(token_text, events))  # type: ignore[arg-type]
+            if None not in texts:
+                self.acc.text_parts.extend(texts)  # type: ignore[arg-type]
+                if sink is not None:
+                    sink.extend(map(TextDelta, texts))  # type: ignore[arg-type]
+                self._stamp(now, len(texts))
+                return
+        parse = self.backend.parse_event
         acc = self.acc
         text_append = acc.text_parts.append
         outputs = 0  # output-bearing events in this read: they all share its stamp
         try:
-            for item in events:
+            for index, item in enumerate(events):
                 if isinstance(item, str):
                     # A plain data event: the backend's fast path, when it has one.
                     if token_text is not None:
-                        text = token_text(item)
+                        text = token_text(item) if texts is None else texts[index]
                         if text is not None:
                             text_append(text)
                             outputs += 1

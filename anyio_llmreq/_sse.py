@@ -45,6 +45,7 @@ class SSEDecoder:
         "_retry",
         "_tail",
         "_tail_bytes",
+        "last_plain",
     )
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
@@ -57,6 +58,8 @@ class SSEDecoder:
         self._data: list[bytes] = []
         self._id = ""
         self._retry: int | None = None
+        # True when the latest ``feed_data`` returned only plain events' data strings.
+        self.last_plain = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Consume one read's bytes; return the events completed by it."""
@@ -69,6 +72,7 @@ class SSEDecoder:
         return self._feed(chunk, True)
 
     def _feed(self, chunk: bytes, plain: bool) -> list[SSEEvent | str]:
+        self.last_plain = False
         if self._pending_cr:
             # The previous read ended in CR; an LF opening this read belongs to it.
             self._pending_cr = False
@@ -83,14 +87,24 @@ class SSEDecoder:
             and not self._data
             and not self._event
             and self._retry is None
+            and len(chunk) <= self._max_event_bytes
         ):
             try:
                 # A read of whole events is whole UTF-8 too: decode it once.
-                blocks = chunk.decode().split("\n\n")
+                text = chunk.decode()
             except UnicodeDecodeError:
                 pass  # invalid UTF-8: the line path decodes with replacement
             else:
-                if not blocks[-1]:
+                if plain and not self._id and text.startswith("data: "):
+                    # Only "data: ..." lines, each followed by a blank line? The split
+                    # accounts for two LFs per piece; any other LF (a second line, an
+                    # empty block) is one more, so one count checks every event at once.
+                    datas = text[6:-2].split("\n\ndata: ")
+                    if text.count("\n") == 2 * len(datas):
+                        self.last_plain = True
+                        return datas  # type: ignore[return-value]
+                blocks = text.split("\n\n")
+                if not blocks[-1]:  # not so after an odd run of LFs
                     return self._whole_events(blocks, plain)
         end = chunk.rfind(_LF)
         if end < 0:

@@ -48,3 +48,28 @@ def splits(draw: st.DrawFn, data: bytes) -> list[bytes]:
 def split_at(data: bytes, size: int) -> list[bytes]:
     """*data* in pieces of *size* bytes."""
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+# Mostly the token-stream shape ("data: ..." then a blank line), now and then a line the
+# shape does not allow: what the decoders' whole-read fast paths must tell apart.
+_mostly_plain_block = st.one_of(
+    _text.map(lambda t: f"data: {t}\n\n"),
+    _text.map(lambda t: f"data: {t}\n\n"),
+    _text.map(lambda t: f"data: {t}\n\n"),
+    _field_line.map(lambda line: f"{line}\n"),
+    st.just("\n"),
+    _text.map(lambda t: f"data: {t}\r\n\r\n"),
+)
+
+
+@st.composite
+def mostly_plain_streams(draw: st.DrawFn) -> list[bytes]:
+    """An event stream as reads that end on a block boundary (or not, now and then)."""
+    blocks = [b.encode() for b in draw(st.lists(_mostly_plain_block, max_size=30))]
+    reads: list[bytes] = []
+    i = 0
+    while i < len(blocks):
+        n = draw(st.integers(min_value=1, max_value=5))
+        reads.append(b"".join(blocks[i : i + n]))
+        i += n
+    return reads

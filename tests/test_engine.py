@@ -120,6 +120,32 @@ async def test_events_in_one_read_share_its_stamp() -> None:
     assert out.itl == [0.0, 1.0]
 
 
+def completion(text: str) -> bytes:
+    return b'data: {"choices":[{"text":"' + text.encode() + b'"}],"usage":null}\n\n'
+
+
+async def test_plain_token_reads_and_mixed_reads() -> None:
+    # Reads of plain token events take the batch path; a read that ends with usage and
+    # [DONE] mixes them with events the backend parses in full. Same results either way.
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":4}}\n\n'
+    url = "http://llm.test/v1/completions"
+    reads = [completion("a") + completion("b"), completion("c") + completion("d") + usage + DONE]
+    out = await send(reads, backend="openai", url=url)
+    assert out.success, out.error
+    assert out.generated_text == "abcd"
+    assert (out.ttft, out.itl, out.latency) == (1.0, [0.0, 1.0, 0.0], 2.0)
+    assert (out.output_tokens, out.output_tokens_source, out.prompt_len) == (4, "usage", 5)
+
+
+async def test_in_band_error_in_a_read_of_tokens_keeps_the_tokens() -> None:
+    error = b'data: {"error":{"message":"overloaded"}}\n\n'
+    url = "http://llm.test/v1/completions"
+    out = await send([completion("a") + completion("b") + error], backend="openai", url=url)
+    assert not out.success and "overloaded" in out.error
+    assert out.generated_text == "ab"
+    assert (out.ttft, out.itl) == (1.0, [0.0])
+
+
 async def test_events_split_across_reads() -> None:
     raw = chat("héllo") + chat("中") + DONE
     reads = [raw[i : i + 3] for i in range(0, len(raw), 3)]

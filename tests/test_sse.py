@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from anyio_llmreq import SSEDecoder, SSEEvent, StreamProtocolError
 
-from .strategies import split_at, splits, sse_streams
+from .strategies import mostly_plain_streams, split_at, splits, sse_streams
 
 
 def reference_events(text: str) -> list[SSEEvent]:
@@ -119,3 +119,40 @@ def test_feed_data_is_feed_with_plain_events_as_strings(data: st.DataObject) -> 
     for piece in pieces:
         got.extend(SSEEvent(e) if isinstance(e, str) else e for e in decoder.feed_data(piece))
     assert got == our_events(pieces)
+
+
+@given(mostly_plain_streams())
+def test_plain_reads_fast_path_matches_httpx_sse(reads: list[bytes]) -> None:
+    decoder = SSEDecoder()
+    got: list[SSEEvent] = []
+    for read in reads:
+        events = decoder.feed_data(read)
+        if decoder.last_plain:
+            # Claimed plain: data strings only, one per "data: " line of the read.
+            assert all(isinstance(e, str) for e in events)
+            assert len(events) == read.count(b"data: ")
+        got.extend(SSEEvent(e) if isinstance(e, str) else e for e in events)
+    assert got == reference_events(b"".join(reads).decode())
+
+
+def test_plain_reads_take_the_fast_path_only_when_plain() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed_data(b'data: {"a":1}\n\ndata: b\n\n') == ['{"a":1}', "b"]
+    assert decoder.last_plain
+    for read in [
+        b"data: a\n\n\n\ndata: b\n\n",  # an empty block
+        b"data: a\ndata: b\n\n",  # two data lines, one event
+        b"data: a\n\n: ping\n\n",  # a comment
+        b"data:a\n\n",  # no space: still plain, but not the split's shape
+        b"data: a\n\n\n",  # an odd run of LFs
+    ]:
+        fresh = SSEDecoder()
+        events = fresh.feed_data(read)
+        assert not fresh.last_plain, read
+        assert [SSEEvent(e) if isinstance(e, str) else e for e in events] == reference_events(
+            read.decode()
+        )
+    with_id = SSEDecoder()
+    with_id.feed_data(b"id: 7\ndata: a\n\n")
+    assert with_id.feed_data(b"data: b\n\n") == [SSEEvent("b", "message", "7")]
+    assert not with_id.last_plain

@@ -14,10 +14,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from anyio_llmreq._transport import (
     ARRIVAL_EXTENSION,
@@ -249,6 +252,26 @@ def test_chunked_decoder_one_output_per_read() -> None:
 def test_chunked_decoder_rejects(raw: bytes) -> None:
     with pytest.raises(httpx.RemoteProtocolError):
         _ChunkedDecoder().decode(raw)
+
+
+def test_chunked_decoder_whole_chunk_reads() -> None:
+    # Reads of whole chunks split on CRLF in one go; a CRLF inside a payload, an unseen
+    # size line or the last chunk must still decode exactly.
+    decoder = _ChunkedDecoder()
+    assert decoder.decode(chunked(*EVENTS[:2])[:-5]) == EVENTS[:2]  # without "0\r\n\r\n"
+    assert decoder.decode(b"4\r\na\r\nb\r\n5\r\nc\r\n\r\n\r\n") == [b"a\r\nb", b"c\r\n\r\n"]
+    assert decoder.decode(b"3\r\nxyz\r\n4\r\nab\r\n\r\n") == [b"xyz", b"ab\r\n"]
+    assert decoder.decode(b"1\r\nz\r\n0\r\n\r\n") == [b"z"]
+    assert decoder.done and decoder.clean
+
+
+@given(st.lists(st.binary(max_size=12), max_size=12), st.data())
+def test_chunked_decoder_any_payloads_and_reads(payloads: list[bytes], data: Any) -> None:
+    raw = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in payloads if p) + b"0\r\n\r\n"
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(raw) - 1), max_size=8)))
+    bounds = [0, *cuts, len(raw)]
+    pieces = [raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert decode_pieces(pieces) == (b"".join(payloads), True, True)
 
 
 def test_chunked_decoder_trailing_garbage_not_clean() -> None:
