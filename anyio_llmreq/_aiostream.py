@@ -40,6 +40,8 @@ class _Protocol(asyncio.Protocol):
         "eof",
         "exception",
         "paused",
+        "sink",
+        "sink_done",
         "transport",
         "waiter",
         "write_waiter",
@@ -55,12 +57,23 @@ class _Protocol(asyncio.Protocol):
         self.eof = False
         self.closed = False
         self.exception: BaseException | None = None
+        # While set, each chunk goes to sink(data, arrival) as the loop reads it; once it
+        # returns True it is removed and the reader woken (see AsyncioStream.push).
+        self.sink: Callable[[bytes, float], bool] | None = None
+        self.sink_done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            if sink(data, perf_counter()):
+                self.sink = None
+                self.sink_done = True
+                self._wake()
+            return
         self.chunks.append((data, perf_counter()))
         self.buffered += len(data)
         if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
@@ -142,10 +155,47 @@ class AsyncioStream(anyio.abc.ByteStream):
             chunks.appendleft((data[max_bytes:], self.arrival))
             data = data[:max_bytes]
         protocol.buffered -= len(data)
+        self._resume_if_drained()
+        return data
+
+    async def push(self, sink: Callable[[bytes, float], bool]) -> bool:
+        """Hand each chunk to ``sink(data, arrival)`` until it returns True; return True.
+
+        Chunks buffered before the call go first; later ones are handed over inside the
+        event loop's read callback, so no task wakes per read. *sink* must not raise.
+        ``arrival`` is not updated while pushing: *sink* is given each chunk's.
+        Returns False, with the sink removed, as soon as the stream ends or closes first:
+        ``receive`` then reports why.
+        """
+        protocol = self._protocol
+        chunks = protocol.chunks
+        while chunks:
+            data, self.arrival = chunks.popleft()
+            protocol.buffered -= len(data)
+            if sink(data, self.arrival):
+                self._resume_if_drained()
+                return True
+        self._resume_if_drained()
+        if protocol.eof or self._closed:
+            return False
+        protocol.sink_done = False
+        protocol.sink = sink
+        try:
+            while not protocol.sink_done and not protocol.eof and not self._closed:
+                waiter = protocol.waiter = self._new_future()
+                try:
+                    await waiter
+                finally:
+                    protocol.waiter = None
+        finally:
+            protocol.sink = None
+        return protocol.sink_done
+
+    def _resume_if_drained(self) -> None:
+        protocol = self._protocol
         if protocol.paused and protocol.buffered <= _HIGH_WATER // 4:
             protocol.paused = False
             self._transport.resume_reading()
-        return data
 
     async def send(self, item: bytes) -> None:
         protocol = self._protocol

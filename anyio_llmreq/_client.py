@@ -30,7 +30,7 @@ from ._engine import (
 from ._exceptions import ConfigError, RequestTimeout
 from ._models import Delta, RequestFuncInput, RequestFuncOutput
 from ._sse import DEFAULT_MAX_EVENT_BYTES
-from ._transport import AnyioTransport, body_released
+from ._transport import AnyioTransport, body_pusher, body_released
 from .backends._base import Backend, api_key_from_env
 from .backends._registry import get_backend
 
@@ -290,6 +290,10 @@ class Client:
         try:
             ex.status_code = response.status_code
             await check_status(response)
+            push = body_pusher(response) if self.clock is time.perf_counter else None
+            if push is not None and is_event_stream(response, ex.backend):
+                await push(ex.feed)
+                return
             stamp = arrival_clock(response, self.clock)
             chunks = body_chunks(response)
             try:

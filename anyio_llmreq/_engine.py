@@ -34,6 +34,7 @@ from ._exceptions import (
     StreamProtocolError,
     TransportError,
 )
+from ._json import dumps
 from ._models import (
     Accumulator,
     Delta,
@@ -351,8 +352,6 @@ def build_http_request(
     # that it reads the same whichever transport is in use.
     extensions: dict[str, Any] = {}
     if spec.json is not None:
-        from ._json import dumps
-
         content = dumps(spec.json)
         headers.setdefault("Content-Type", "application/json")
         http_request = make(

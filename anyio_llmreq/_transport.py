@@ -26,7 +26,7 @@ import socket
 import ssl
 import urllib.request
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -781,6 +781,64 @@ class _ChunkedStream(_BodyStream):
                 return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+    async def push(self, consume: Callable[[bytes, float], None]) -> None:
+        """Hand the whole body to ``consume(payload, arrival)``, one call per read.
+
+        On asyncio the payloads are decoded and consumed in the event loop's read
+        callback: a token stream costs no task wakeup per read. Errors are those of
+        iterating the stream; an exception from *consume* propagates unchanged (the
+        connection is then closed by ``aclose``).
+        """
+        conn = self._conn
+        stream = conn.stream if conn is not None else None
+        if not isinstance(stream, AsyncioStream):
+            async for payload in self:
+                consume(payload, self._arrival.time)
+            return
+        decoder = self._decoder
+        arrival = self._arrival
+        failed: list[tuple[BaseException, bool]] = []  # (error, raised by the decoder)
+        watched = self._watchdog is not None
+
+        def sink(data: bytes, now: float) -> bool:
+            """Decode and consume one read; True once the body is complete or failed."""
+            arrival.time = now
+            if watched:
+                self._wait_start = now  # a read timeout counts from the latest read
+            try:
+                parts = decoder.decode(data)
+            except Exception as exc:
+                failed.append((exc, True))
+                return True
+            try:
+                if parts:
+                    consume(parts[0] if len(parts) == 1 else b"".join(parts), now)
+            except Exception as exc:
+                failed.append((exc, False))
+                return True
+            return decoder.done
+
+        initial = self._initial
+        self._initial = b""
+        if watched:
+            self._wait_start = perf_counter()
+        done = bool(initial) and sink(initial, arrival.time)
+        if not done:
+            done = await stream.push(sink)
+        self._wait_start = None
+        if failed:
+            exc, from_decoder = failed[0]
+            if from_decoder:
+                await self._receive_failed(exc)
+            raise exc
+        if done:
+            await self._finish(decoder.clean)
+            return
+        # The connection ended or failed first: iterating says why, as it always does.
+        async for payload in self:
+            consume(payload, arrival.time)
+
+
 class _LengthStream(_BodyStream):
     __slots__ = ()
 
@@ -1096,6 +1154,22 @@ class _TrioWatchdog(_Watchdog):
             self._scope = None
             self._running = False
             self._due = _INF
+
+
+def body_pusher(
+    response: httpx.Response,
+) -> Callable[[Callable[[bytes, float], None]], Awaitable[None]] | None:
+    """``push`` of *response*'s body when it is a chunked body of ours on asyncio, where
+    pushing each read to a callback beats waking a task per read; else ``None``."""
+    stream = response.stream
+    if (
+        type(stream) is _ChunkedStream
+        and stream._conn is not None
+        and type(stream._conn.stream) is AsyncioStream
+        and "content-encoding" not in response.headers
+    ):
+        return stream.push
+    return None
 
 
 def body_released(stream: object) -> bool:

@@ -10,6 +10,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+import attrs
+
 # Runs only the mock server's own command line, without the rest of the CLI.
 _MOCK_MAIN = (
     "import argparse, sys; from anyio_llmreq._mock._cli import add_parser; "
@@ -58,17 +60,36 @@ def mock_server_process(*args: str, core: int | None = 1, loop: str = "uvloop") 
             proc.kill()
 
 
-@contextlib.contextmanager
-def raw_server_process(yield_every: int = 1, core: int | None = 1) -> Iterator[str]:
-    """Run ``bench_transport.py``'s minimal SSE server in another process; yield its URL.
+@attrs.frozen
+class ServerProcess:
+    """A benchmark server running in another process."""
 
-    It answers every POST with 256 vLLM-shaped completion events, one write each (the
-    event loop is yielded every *yield_every* events), then usage and ``[DONE]``: far
-    cheaper per event than the mock server, so the client's own cost shows.
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server has used so far (Linux; 0 elsewhere)."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def raw_server_process(itl: float = 0.0, core: int | None = 1) -> Iterator[ServerProcess]:
+    """Run ``bench_transport.py``'s minimal SSE server in another process.
+
+    It answers every POST with 256 vLLM-shaped completion events, then usage and
+    ``[DONE]``, one write each. Like an inference server's decode step, every *itl*
+    seconds it writes the next event of every active stream (``0``: step after step, as
+    fast as it can): far cheaper per event than the mock server, so the client's own
+    cost shows.
     """
     port = free_port()
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_transport.py")
-    cmd = [sys.executable, script, "--serve", f"--port={port}", f"--yield-every={yield_every}"]
+    cmd = [sys.executable, script, "--serve", f"--port={port}", f"--itl={itl}"]
     if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         cmd = ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -76,7 +97,7 @@ def raw_server_process(yield_every: int = 1, core: int | None = 1) -> Iterator[s
         assert proc.stdout is not None
         if "ready" not in proc.stdout.readline():
             raise RuntimeError(f"raw server exited with status {proc.wait()}")
-        yield f"http://127.0.0.1:{port}"
+        yield ServerProcess(f"http://127.0.0.1:{port}", proc.pid)
     finally:
         proc.terminate()
         try:

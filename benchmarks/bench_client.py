@@ -1,19 +1,31 @@
-"""Client CPU per streamed chunk: anyio_llmreq's engine vs a minimal aiohttp client.
+"""Client CPU per streamed chunk: anyio_llmreq's Client vs aiohttp and plain httpx clients.
 
-The mock server runs in another process (zero delay, 256 tokens per request), pinned to
-another core; the client process is pinned too. For each concurrency level every
-client sends the same requests, and we report the client's CPU time per received token
-event, chunks per second and the ratio to the aiohttp shared-session baseline measured
-in the same run. The baseline does the same work per event as our engine: split SSE
-events from raw reads, stamp each read, parse the JSON, accumulate the text.
+The server (``bench_transport.py``'s stepper: 256 vLLM-shaped token events per request,
+one write each, every active stream advanced once per step) runs in another process,
+pinned to its own core; the client process is pinned to another. Every client does the
+same work per event: split SSE events from raw reads, stamp each read, parse the JSON,
+accumulate the text. Two regimes:
 
-    python benchmarks/bench_client.py [--levels 1,64,256,1024] [--tokens 256]
+* flat out (``--rate 0``): the server steps as fast as it can. A client is only measured
+  when it, not the server, sets the pace: when the server's core is nearly full
+  (``server cores`` near 1) a faster client just reads more often, in smaller reads,
+  and its CPU per chunk is the server's time per chunk, not its own.
+* paced (``--rate N``): N events per second offered in total (each stream gets one event
+  per step of concurrency/N seconds, like a decode step), below what any client
+  saturates at: CPU per chunk is the client's own cost at a realistic arrival pattern.
+
+All clients run under one harness (a fixed pool of workers, one request each at a
+time). Each cell is the median of ``--repeat`` runs, the clients interleaved within each
+repetition; the ratio is to aiohttp's median on the same loop (trio: asyncio's).
+
+    python benchmarks/bench_client.py [--levels 1,64,256,1024] [--rate 0] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -22,101 +34,200 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _common import mock_server_process, pin_to, raw_server_process
+from _common import ServerProcess, mock_server_process, pin_to, raw_server_process
 
 from anyio_llmreq import Client, RequestFuncInput
 
 Runner = Callable[[str, int, int, int], Awaitable[int]]
+PAYLOAD = {
+    "model": "mock",
+    "prompt": "hello world",
+    "max_tokens": 256,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+async def drive(one: Callable[[], Awaitable[int]], concurrency: int, requests: int) -> int:
+    """Run *requests* calls of *one* on *concurrency* workers; sum what they return.
+
+    Every client runs under this same harness, so none pays for its own.
+    """
+    left = requests
+    total = 0
+
+    async def worker() -> None:
+        nonlocal left, total
+        while left > 0:
+            left -= 1
+            got = await one()  # not "total += await": that reads total before awaiting
+            total += got
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(concurrency, requests)):
+            tg.start_soon(worker)
+    return total
 
 
 async def run_ours(base_url: str, concurrency: int, requests: int, tokens: int) -> int:
     url = f"{base_url}/v1/completions"
-    received = 0
-    limiter = anyio.CapacityLimiter(concurrency)
-
     async with Client() as client:
 
-        async def one(i: int) -> None:
-            nonlocal received
-            async with limiter:
-                out = await client.send(
-                    "openai", RequestFuncInput("hello world", url, 2, tokens, "mock")
-                )
+        async def one() -> int:
+            out = await client.send(
+                "openai", RequestFuncInput("hello world", url, 2, tokens, "mock")
+            )
             if not out.success:
                 raise RuntimeError(out.error)
-            received += len(out.itl) + 1
+            return len(out.itl) + 1
 
-        async with anyio.create_task_group() as tg:
-            for i in range(requests):
-                tg.start_soon(one, i)
-    return received
+        return await drive(one, concurrency, requests)
+
+
+def _text_of(obj: Any, text: list[str], stamps: list[float], now: float) -> None:
+    choices = obj.get("choices")
+    if choices and choices[0].get("text"):
+        text.append(choices[0]["text"])
+        stamps.append(now)
 
 
 async def run_aiohttp(base_url: str, concurrency: int, requests: int, tokens: int) -> int:
-    import asyncio
-
     import aiohttp
 
     url = f"{base_url}/v1/completions"
-    received = 0
-    sem = asyncio.Semaphore(concurrency)
-    payload = {
-        "model": "mock",
-        "prompt": "hello world",
-        "max_tokens": tokens,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    payload = {**PAYLOAD, "max_tokens": tokens}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one() -> None:
-            nonlocal received
-            async with sem:
-                text: list[str] = []
-                stamps: list[float] = []
-                buffer = b""
-                async with session.post(url, json=payload) as response:
-                    async for chunk in response.content.iter_any():
-                        now = time.perf_counter()
-                        buffer += chunk
-                        *events, buffer = buffer.split(b"\n\n")
-                        for event in events:
-                            data = event[6:]
-                            if data == b"[DONE]" or not data:
-                                continue
-                            obj = json.loads(data)
-                            choices = obj.get("choices")
-                            if choices and choices[0].get("text"):
-                                text.append(choices[0]["text"])
-                                stamps.append(now)
-                received += len(stamps)
+        async def one() -> int:
+            text: list[str] = []
+            stamps: list[float] = []
+            buffer = b""
+            async with session.post(url, json=payload) as response:
+                async for chunk in response.content.iter_any():
+                    now = time.perf_counter()
+                    buffer += chunk
+                    *events, buffer = buffer.split(b"\n\n")
+                    for event in events:
+                        data = event[6:]
+                        if data == b"[DONE]" or not data:
+                            continue
+                        _text_of(json.loads(data), text, stamps, now)
+            return len(stamps)
 
-        await asyncio.gather(*(one() for _ in range(requests)))
-    return received
+        return await drive(one, concurrency, requests)
+
+
+async def run_httpx(base_url: str, concurrency: int, requests: int, tokens: int) -> int:
+    """A plain ``httpx.AsyncClient`` with httpx-sse, as most Python harnesses write it."""
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    url = f"{base_url}/v1/completions"
+    payload = {**PAYLOAD, "max_tokens": tokens}
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(300.0)) as client:
+
+        async def one() -> int:
+            text: list[str] = []
+            stamps: list[float] = []
+            async with aconnect_sse(client, "POST", url, json=payload) as source:
+                async for sse in source.aiter_sse():
+                    now = time.perf_counter()
+                    if sse.data == "[DONE]" or not sse.data:
+                        continue
+                    _text_of(json.loads(sse.data), text, stamps, now)
+            return len(stamps)
+
+        return await drive(one, concurrency, requests)
+
+
+CLIENTS: dict[str, tuple[str, Runner]] = {
+    "aiohttp": ("aiohttp (shared session)", run_aiohttp),
+    "httpx": ("httpx + httpx-sse", run_httpx),
+    "ours": ("anyio_llmreq Client", run_ours),
+}
 
 
 def measure(
-    runner: Runner, loop: str, base_url: str, concurrency: int, requests: int, tokens: int
-) -> tuple[float, float]:
-    """Return (CPU microseconds per chunk, chunks per second) of one run."""
+    runner: Runner,
+    loop: str,
+    server: ServerProcess | str,
+    concurrency: int,
+    requests: int,
+    tokens: int,
+) -> tuple[float, float, float, float]:
+    """(CPU us per chunk, chunks per second, client cores, server cores) of one run."""
     backend = "trio" if loop == "trio" else "asyncio"
     options = {} if loop == "trio" else {"use_uvloop": loop == "uvloop"}
+    url = server.url if isinstance(server, ServerProcess) else server
+    server_cpu0 = server.cpu_seconds() if isinstance(server, ServerProcess) else 0.0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     chunks = anyio.run(
-        runner, base_url, concurrency, requests, tokens, backend=backend, backend_options=options
+        runner, url, concurrency, requests, tokens, backend=backend, backend_options=options
     )
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    server_cpu = server.cpu_seconds() - server_cpu0 if isinstance(server, ServerProcess) else 0.0
     assert chunks == requests * tokens, (chunks, requests * tokens)
-    return cpu / chunks * 1e6, chunks / wall
+    return cpu / chunks * 1e6, chunks / wall, cpu / wall, server_cpu / wall
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (loop, client) pairs to run: aiohttp has no trio; httpx runs on --httpx-loops."""
+    pairs = []
+    for loop in args.loops.split(","):
+        for client in args.clients.split(","):
+            if client == "aiohttp" and loop == "trio":
+                continue
+            if client == "httpx" and loop not in args.httpx_loops.split(","):
+                continue
+            pairs.append((loop, client))
+    return pairs
+
+
+def run_level(
+    args: argparse.Namespace, server: ServerProcess | str, level: int
+) -> list[tuple[Any, ...]]:
+    tokens = args.tokens
+    requests = max(level, args.chunks // tokens // level * level, 4)
+    pairs = plan(args)
+    # Warm up connections and caches once per level.
+    for loop, client in pairs:
+        measure(CLIENTS[client][1], loop, server, level, min(level, 64), tokens)
+    runs: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {p: [] for p in pairs}
+    for _ in range(args.repeat):
+        for loop, client in pairs:
+            runs[loop, client].append(
+                measure(CLIENTS[client][1], loop, server, level, requests, tokens)
+            )
+    medians = {
+        pair: tuple(statistics.median(run[i] for run in values) for i in range(4))
+        for pair, values in runs.items()
+    }
+    rows = []
+    for (loop, client), (cpu, rate, cores, server_cores) in medians.items():
+        ref = medians.get((loop, "aiohttp")) or medians.get(("asyncio", "aiohttp"))
+        ratio = cpu / ref[0] if ref else float("nan")
+        name = CLIENTS[client][0]
+        rows.append((level, loop, name, cpu, rate, cores, server_cores, ratio))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,64,256,1024")
     parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--chunks", type=int, default=150_000, help="target chunks per level")
+    parser.add_argument("--chunks", type=int, default=150_000, help="target chunks per run")
     parser.add_argument("--loops", default="asyncio,uvloop,trio")
+    parser.add_argument("--clients", default="aiohttp,httpx,ours")
+    parser.add_argument("--httpx-loops", default="asyncio", help="loops the httpx client runs on")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell (median)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="raw server: events per second offered in total (0: flat out)",
+    )
     parser.add_argument(
         "--server",
         choices=["raw", "mock"],
@@ -124,38 +235,29 @@ def main(argv: list[str] | None = None) -> int:
         help="raw: a minimal server (256 tokens, so the client's cost shows); "
         "mock: anyio-llmreq mock-server",
     )
-    parser.add_argument(
-        "--yield-every", type=int, default=1, help="raw server: events per write burst"
-    )
     args = parser.parse_args(argv)
     pin_to(0)
     levels = [int(x) for x in args.levels.split(",")]
-    loops = args.loops.split(",")
     rows: list[tuple[Any, ...]] = []
-    if args.server == "raw":
+    for level in levels:
+        if args.server == "mock":
+            with mock_server_process("--output-len", str(args.tokens), core=1) as url:
+                rows += run_level(args, url, level)
+            continue
         args.tokens = 256
-        server = raw_server_process(args.yield_every, core=1)
-    else:
-        server = mock_server_process("--output-len", str(args.tokens), core=1)
-    with server as base_url:
-        for level in levels:
-            requests = max(level, args.chunks // args.tokens // level * level, 4)
-            # Warm up connections and caches once per level.
-            measure(run_aiohttp, "asyncio", base_url, level, min(level, 64), args.tokens)
-            base_cpu = {}
-            for loop in loops:
-                if loop != "trio":
-                    cpu, rate = measure(run_aiohttp, loop, base_url, level, requests, args.tokens)
-                    base_cpu[loop] = cpu
-                    rows.append((level, loop, "aiohttp (shared session)", cpu, rate, 1.0))
-                cpu, rate = measure(run_ours, loop, base_url, level, requests, args.tokens)
-                ref = base_cpu.get(loop, base_cpu.get("asyncio"))
-                ratio = cpu / ref if ref else float("nan")
-                rows.append((level, loop, "anyio_llmreq Client", cpu, rate, ratio))
-    header = ("conc", "loop", "client", "CPU us/chunk", "chunks/s", "ratio")
-    print("{:>5} {:<8} {:<26} {:>12} {:>10} {:>6}".format(*header))
-    for level, loop, name, cpu, rate, ratio in rows:
-        print(f"{level:>5} {loop:<8} {name:<26} {cpu:>12.2f} {rate:>10.0f} {ratio:>6.2f}")
+        itl = level / args.rate if args.rate else 0.0
+        with raw_server_process(itl, core=1) as server:
+            rows += run_level(args, server, level)
+    regime = f"paced, {args.rate:,.0f} events/s offered" if args.rate else "flat out"
+    print(f"server: {args.server}, {regime}; median of {args.repeat} runs per cell")
+    header = ("conc", "loop", "client", "CPU us/chunk", "chunks/s", "cores", "server", "ratio")
+    print("{:>5} {:<8} {:<26} {:>12} {:>10} {:>6} {:>6} {:>6}".format(*header))
+    for level, loop, name, cpu, rate, cores, server_cores, ratio in rows:
+        print(
+            f"{level:>5} {loop:<8} {name:<26} {cpu:>12.2f} {rate:>10.0f} "
+            f"{cores:>6.2f} {server_cores:>6.2f} {ratio:>6.2f}"
+        )
+    print("cores: client CPU / wall; server: the server's CPU / wall (near 1: it set the pace)")
     print("ratio: CPU per chunk / aiohttp's on the same loop (trio: / asyncio aiohttp)")
     return 0
 

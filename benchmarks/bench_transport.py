@@ -51,53 +51,94 @@ LOOPS = ("asyncio", "uvloop", "trio")
 # -- server (own process) ---------------------------------------------------------------
 
 
+class _Stepper:
+    """Writes the next event of every active stream once per step, like an inference
+    server's decode step: one write (one send) per event, streams interleaved. With a
+    step interval of 0 it runs as fast as it can, yielding to the loop between steps.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.active: dict[_SSEProtocol, int] = {}  # stream -> events still to send
+        self.wakeup = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_step = loop.time()
+        while True:
+            if not self.active:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+                next_step = loop.time()
+            for proto, left in list(self.active.items()):
+                transport = proto.transport
+                if transport is None or transport.is_closing():
+                    del self.active[proto]
+                elif left > 1:
+                    transport.write(CHUNK)
+                    self.active[proto] = left - 1
+                else:
+                    transport.write(CHUNK)
+                    transport.write(LAST)
+                    del self.active[proto]
+                    proto.finished()
+            if self.interval:
+                next_step += self.interval
+                await asyncio.sleep(max(0.0, next_step - loop.time()))
+            else:
+                await asyncio.sleep(0)
+
+    def start(self, proto: _SSEProtocol) -> None:
+        assert proto.transport is not None
+        proto.transport.write(HEAD)
+        self.active[proto] = N_EVENTS
+        self.wakeup.set()
+
+
 class _SSEProtocol(asyncio.Protocol):
-    def __init__(self, yield_every: int) -> None:
+    def __init__(self, stepper: _Stepper) -> None:
         self._buf = b""
-        self._yield_every = yield_every
-        self._transport: asyncio.Transport | None = None
-        self._queue: asyncio.Queue[None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._stepper = stepper
+        self._waiting = 0  # requests received, response not yet started
+        self._busy = False
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._task = asyncio.get_running_loop().create_task(self._respond())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._stepper.active.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
         while True:
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
-                return
+                break
             lower = self._buf[:end].lower()
             length = 0
             if b"content-length:" in lower:
                 length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
             if len(self._buf) < end + 4 + length:
-                return
+                break
             self._buf = self._buf[end + 4 + length :]
-            self._queue.put_nowait(None)
+            self._waiting += 1
+        self._next()
 
-    async def _respond(self) -> None:
-        transport = self._transport
-        assert transport is not None
-        every = self._yield_every
-        while True:
-            await self._queue.get()
-            transport.write(HEAD)
-            for i in range(N_EVENTS):
-                transport.write(CHUNK)  # one write (one send) per event, like a token stream
-                if every and i % every == 0:
-                    await asyncio.sleep(0)
-            transport.write(LAST)
+    def finished(self) -> None:
+        self._busy = False
+        self._next()
+
+    def _next(self) -> None:
+        if self._waiting and not self._busy:
+            self._waiting -= 1
+            self._busy = True
+            self._stepper.start(self)
 
 
-def serve(port: int, yield_every: int) -> None:
+def serve(port: int, itl: float) -> None:
+    """Serve until killed; a new stream's events come one per step of *itl* seconds."""
     try:
         import uvloop
 
@@ -107,12 +148,13 @@ def serve(port: int, yield_every: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        stepper = _Stepper(itl)
         server = await loop.create_server(
-            lambda: _SSEProtocol(yield_every), "127.0.0.1", port, backlog=4096
+            lambda: _SSEProtocol(stepper), "127.0.0.1", port, backlog=4096
         )
         print("ready", flush=True)
         async with server:
-            await server.serve_forever()
+            await stepper.run()
 
     asyncio.run(main())
 
@@ -237,7 +279,9 @@ def main() -> None:
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies request counts")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--yield-every", type=int, default=1, help="server yields every N events")
+    parser.add_argument(
+        "--itl", type=float, default=0.0, help="server step interval in seconds (0: flat out)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--loop", help=argparse.SUPPRESS)
@@ -247,7 +291,7 @@ def main() -> None:
     if args.cores:
         _pin({int(c) for c in args.cores.split(",")})
     if args.serve:
-        serve(args.port, args.yield_every)
+        serve(args.port, args.itl)
         return
     if args.client:
         run_client(args.client, args.loop, args.port, levels, args.scale)
@@ -268,7 +312,7 @@ def main() -> None:
             *me,
             "--serve",
             f"--port={port}",
-            f"--yield-every={args.yield_every}",
+            f"--itl={args.itl}",
             f"--cores={server_cores}",
         ],
         stdout=subprocess.PIPE,

@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     # The server gets its own core when there are several; the workers take the rest.
-    with raw_server_process(1, core=0 if (os.cpu_count() or 1) > 1 else None) as base_url:
+    with raw_server_process(core=0 if (os.cpu_count() or 1) > 1 else None) as server:
         for workers in [int(w) for w in args.workers.split(",")]:
             config = BenchConfig(
                 backend="openai",
-                base_url=base_url,
+                base_url=server.url,
                 model="mock",
                 tokenizer_mode="words",
                 num_prompts=args.num_prompts,

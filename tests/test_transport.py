@@ -28,6 +28,7 @@ from anyio_llmreq._transport import (
     AnyioTransport,
     Arrival,
     _ChunkedDecoder,
+    body_pusher,
 )
 
 from .rawserver import refused_port, self_signed_cert
@@ -284,6 +285,79 @@ async def test_chunked_several_chunks_in_one_read(serve: Callable[..., Server]) 
         pieces = [piece async for piece in response.aiter_raw()]
     # One write on the wire, one socket read, so one piece with every payload joined.
     assert pieces == [b"".join(EVENTS)]
+
+
+async def test_push_hands_over_each_read_with_its_arrival(
+    serve: Callable[..., Server], anyio_backend_name: str
+) -> None:
+    # Three writes 20 ms apart: on asyncio the body is pushed from the loop's read
+    # callback, one call per read, stamped when it came off the socket; trio iterates.
+    async def handler(conn: Conn) -> None:
+        while await conn.request() is not None:
+            await conn.send(CHUNKED_HEAD, *[chunked(e)[:-5] for e in EVENTS[:3]], delay=0.02)
+            await conn.send(b"0\r\n\r\n")
+
+    server = serve(handler)
+    transport = AnyioTransport(trust_env=False)
+    async with client(server, transport) as c:
+        for _ in range(2):  # the second request reuses the connection the first released
+            request = c.build_request("GET", server.url)
+            response = await transport.handle_async_request(request)
+            push = body_pusher(response)
+            assert (push is not None) == (anyio_backend_name == "asyncio")
+            got: list[tuple[bytes, float]] = []
+            before = time.perf_counter()
+            if push is not None:
+                await push(lambda data, now, got=got: got.append((data, now)))
+            else:
+                async for data in response.stream:  # type: ignore[union-attr]
+                    got.append((data, response.extensions[ARRIVAL_EXTENSION].time))
+            assert b"".join(data for data, _ in got) == b"".join(EVENTS[:3])
+            stamps = [now for _, now in got]
+            assert stamps == sorted(stamps) and before <= stamps[0] <= time.perf_counter()
+            assert stamps[-1] - stamps[0] >= 0.03  # separate reads, not one late batch
+            await response.aclose()
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [("asyncio", {}), ("asyncio", {"use_uvloop": True})],
+    ids=["asyncio", "uvloop"],  # pushing is the asyncio path; trio iterates
+)
+async def test_push_errors_are_those_of_iterating(serve: Callable[..., Server]) -> None:
+    # A good read, then a malformed chunk size or the connection closing mid-body.
+    first = CHUNKED_HEAD + chunked(EVENTS[0])[:-5]
+    for rest, error in [(b"zz\r\n", "Malformed chunk size"), (b"", "Server disconnected")]:
+
+        async def handler(conn: Conn, rest: bytes = rest) -> None:
+            if await conn.request() is not None:
+                await conn.send(first, rest, delay=0.02)
+                conn.writer.close()
+
+        server = serve(handler)
+        transport = AnyioTransport(trust_env=False)
+        async with client(server, transport) as c:
+            response = await transport.handle_async_request(c.build_request("GET", server.url))
+            push = body_pusher(response)
+            assert push is not None
+            got: list[bytes] = []
+            with pytest.raises(httpx.RemoteProtocolError, match=error):
+                await push(lambda data, now, got=got: got.append(data))
+            assert got == [EVENTS[0]]
+
+    def refuse(data: bytes, now: float) -> None:
+        raise ValueError("consumer gave up")
+
+    server = serve(respond_forever(CHUNKED_HEAD + chunked(*EVENTS)))
+    transport = AnyioTransport(trust_env=False)
+    async with client(server, transport) as c:
+        response = await transport.handle_async_request(c.build_request("GET", server.url))
+        push = body_pusher(response)
+        assert push is not None
+        with pytest.raises(ValueError, match="consumer gave up"):
+            await push(refuse)
+        await response.aclose()  # the consumer's error leaves the connection to close
 
 
 async def test_chunked_split_at_every_byte(serve: Callable[..., Server]) -> None:
