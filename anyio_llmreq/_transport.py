@@ -35,7 +35,7 @@ import anyio.abc
 import attrs
 import httpx
 
-from ._aiostream import AsyncioStream, open_asyncio_stream
+from ._aiostream import open_asyncio_stream
 
 if TYPE_CHECKING:
     import trio
@@ -306,7 +306,11 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     # HTTP frames its own bodies, so a missing TLS close_notify is harmless.
                     tls_standard_compatible=False,
                 )
-            return await anyio.connect_tcp(host, port, local_host=self._local_address)
+            from ._triostream import TrioStream  # trio is an optional dependency
+
+            return TrioStream(
+                await anyio.connect_tcp(host, port, local_host=self._local_address)
+            )
         except socket.gaierror as exc:
             raise httpx.ConnectError(f"Could not resolve host {host!r}: {exc}") from exc
         except ssl.SSLError as exc:
@@ -785,13 +789,14 @@ class _ChunkedStream(_BodyStream):
         """Hand the whole body to ``consume(payload, arrival)``, one call per read.
 
         On asyncio the payloads are decoded and consumed in the event loop's read
-        callback: a token stream costs no task wakeup per read. Errors are those of
+        callback, on trio (plain TCP) in the run's reactor task: a token stream costs no
+        task wakeup per read. Errors are those of
         iterating the stream; an exception from *consume* propagates unchanged (the
         connection is then closed by ``aclose``).
         """
         conn = self._conn
-        stream = conn.stream if conn is not None else None
-        if not isinstance(stream, AsyncioStream):
+        stream: Any = conn.stream if conn is not None else None
+        if not hasattr(stream, "push"):
             async for payload in self:
                 consume(payload, self._arrival.time)
             return
@@ -1159,13 +1164,14 @@ class _TrioWatchdog(_Watchdog):
 def body_pusher(
     response: httpx.Response,
 ) -> Callable[[Callable[[bytes, float], None]], Awaitable[None]] | None:
-    """``push`` of *response*'s body when it is a chunked body of ours on asyncio, where
-    pushing each read to a callback beats waking a task per read; else ``None``."""
+    """``push`` of *response*'s body when it is a chunked body of ours on a connection
+    that can push each read to a callback (which beats waking a task per read); else
+    ``None``."""
     stream = response.stream
     if (
         type(stream) is _ChunkedStream
         and stream._conn is not None
-        and type(stream._conn.stream) is AsyncioStream
+        and hasattr(type(stream._conn.stream), "push")
         and "content-encoding" not in response.headers
     ):
         return stream.push
@@ -1193,9 +1199,8 @@ def _read_clock(stream: anyio.abc.ByteStream) -> Callable[[], float]:
     The asyncio stream stamps each chunk as the loop reads it; for anyio's sockets the
     best we have is the moment ``receive`` returned.
     """
-    if isinstance(stream, AsyncioStream):
-        return stream.arrival_time
-    return perf_counter
+    arrival_time: Callable[[], float] | None = getattr(stream, "arrival_time", None)
+    return arrival_time if arrival_time is not None else perf_counter
 
 
 def _to_trio_time(perf: float) -> float:

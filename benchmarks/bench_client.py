@@ -15,8 +15,10 @@ accumulate the text. Two regimes:
   saturates at: CPU per chunk is the client's own cost at a realistic arrival pattern.
 
 All clients run under one harness (a fixed pool of workers, one request each at a
-time). Each cell is the median of ``--repeat`` runs, the clients interleaved within each
-repetition; the ratio is to aiohttp's median on the same loop (trio: asyncio's).
+time); each run first sends one request per worker, so every connection is open, then
+measures the requests that follow, as a long benchmark run would. Each cell is the
+median of ``--repeat`` runs, the clients interleaved within each repetition; the ratio
+is to aiohttp's median on the same loop (trio: asyncio's).
 
     python benchmarks/bench_client.py [--levels 1,64,256,1024] [--rate 0] [--repeat 3]
 """
@@ -38,7 +40,7 @@ from _common import ServerProcess, mock_server_process, pin_to, raw_server_proce
 
 from anyio_llmreq import Client, RequestFuncInput
 
-Runner = Callable[[str, int, int, int], Awaitable[int]]
+Runner = Callable[[str, int, int, int, "Window"], Awaitable[int]]
 PAYLOAD = {
     "model": "mock",
     "prompt": "hello world",
@@ -46,6 +48,44 @@ PAYLOAD = {
     "stream": True,
     "stream_options": {"include_usage": True},
 }
+
+
+class Window:
+    """The measured part of a run: client CPU, wall time and server CPU between
+    ``start`` (after the warm-up opened every connection) and ``stop``."""
+
+    def __init__(self, server: ServerProcess | None) -> None:
+        self.server = server
+        self.cpu = self.wall = self.server_cpu = 0.0
+
+    def _server_cpu(self) -> float:
+        return self.server.cpu_seconds() if self.server is not None else 0.0
+
+    def start(self) -> None:
+        self.server_cpu = -self._server_cpu()
+        self.wall = -time.perf_counter()
+        self.cpu = -time.process_time()
+
+    def stop(self) -> None:
+        self.cpu += time.process_time()
+        self.wall += time.perf_counter()
+        self.server_cpu += self._server_cpu()
+
+
+async def measured(
+    one: Callable[[int], Awaitable[int]],
+    concurrency: int,
+    requests: int,
+    tokens: int,
+    window: Window,
+) -> int:
+    """Warm up (one short request per worker: every connection opened), then time
+    *requests* of *tokens* tokens each."""
+    await drive(lambda: one(1), concurrency, concurrency)
+    window.start()
+    got = await drive(lambda: one(tokens), concurrency, requests)
+    window.stop()
+    return got
 
 
 async def drive(one: Callable[[], Awaitable[int]], concurrency: int, requests: int) -> int:
@@ -69,11 +109,13 @@ async def drive(one: Callable[[], Awaitable[int]], concurrency: int, requests: i
     return total
 
 
-async def run_ours(base_url: str, concurrency: int, requests: int, tokens: int) -> int:
+async def run_ours(
+    base_url: str, concurrency: int, requests: int, tokens: int, window: Window
+) -> int:
     url = f"{base_url}/v1/completions"
     async with Client() as client:
 
-        async def one() -> int:
+        async def one(tokens: int) -> int:
             out = await client.send(
                 "openai", RequestFuncInput("hello world", url, 2, tokens, "mock")
             )
@@ -81,7 +123,7 @@ async def run_ours(base_url: str, concurrency: int, requests: int, tokens: int) 
                 raise RuntimeError(out.error)
             return len(out.itl) + 1
 
-        return await drive(one, concurrency, requests)
+        return await measured(one, concurrency, requests, tokens, window)
 
 
 def _text_of(obj: Any, text: list[str], stamps: list[float], now: float) -> None:
@@ -91,18 +133,20 @@ def _text_of(obj: Any, text: list[str], stamps: list[float], now: float) -> None
         stamps.append(now)
 
 
-async def run_aiohttp(base_url: str, concurrency: int, requests: int, tokens: int) -> int:
+async def run_aiohttp(
+    base_url: str, concurrency: int, requests: int, tokens: int, window: Window
+) -> int:
     import aiohttp
 
     url = f"{base_url}/v1/completions"
-    payload = {**PAYLOAD, "max_tokens": tokens}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one() -> int:
+        async def one(tokens: int) -> int:
             text: list[str] = []
             stamps: list[float] = []
             buffer = b""
+            payload = {**PAYLOAD, "max_tokens": tokens}
             async with session.post(url, json=payload) as response:
                 async for chunk in response.content.iter_any():
                     now = time.perf_counter()
@@ -115,22 +159,24 @@ async def run_aiohttp(base_url: str, concurrency: int, requests: int, tokens: in
                         _text_of(json.loads(data), text, stamps, now)
             return len(stamps)
 
-        return await drive(one, concurrency, requests)
+        return await measured(one, concurrency, requests, tokens, window)
 
 
-async def run_httpx(base_url: str, concurrency: int, requests: int, tokens: int) -> int:
+async def run_httpx(
+    base_url: str, concurrency: int, requests: int, tokens: int, window: Window
+) -> int:
     """A plain ``httpx.AsyncClient`` with httpx-sse, as most Python harnesses write it."""
     import httpx
     from httpx_sse import aconnect_sse
 
     url = f"{base_url}/v1/completions"
-    payload = {**PAYLOAD, "max_tokens": tokens}
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(300.0)) as client:
 
-        async def one() -> int:
+        async def one(tokens: int) -> int:
             text: list[str] = []
             stamps: list[float] = []
+            payload = {**PAYLOAD, "max_tokens": tokens}
             async with aconnect_sse(client, "POST", url, json=payload) as source:
                 async for sse in source.aiter_sse():
                     now = time.perf_counter()
@@ -139,7 +185,7 @@ async def run_httpx(base_url: str, concurrency: int, requests: int, tokens: int)
                     _text_of(json.loads(sse.data), text, stamps, now)
             return len(stamps)
 
-        return await drive(one, concurrency, requests)
+        return await measured(one, concurrency, requests, tokens, window)
 
 
 CLIENTS: dict[str, tuple[str, Runner]] = {
@@ -161,15 +207,24 @@ def measure(
     backend = "trio" if loop == "trio" else "asyncio"
     options = {} if loop == "trio" else {"use_uvloop": loop == "uvloop"}
     url = server.url if isinstance(server, ServerProcess) else server
-    server_cpu0 = server.cpu_seconds() if isinstance(server, ServerProcess) else 0.0
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    window = Window(server if isinstance(server, ServerProcess) else None)
     chunks = anyio.run(
-        runner, url, concurrency, requests, tokens, backend=backend, backend_options=options
+        runner,
+        url,
+        concurrency,
+        requests,
+        tokens,
+        window,
+        backend=backend,
+        backend_options=options,
     )
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    server_cpu = server.cpu_seconds() - server_cpu0 if isinstance(server, ServerProcess) else 0.0
     assert chunks == requests * tokens, (chunks, requests * tokens)
-    return cpu / chunks * 1e6, chunks / wall, cpu / wall, server_cpu / wall
+    return (
+        window.cpu / chunks * 1e6,
+        chunks / window.wall,
+        window.cpu / window.wall,
+        window.server_cpu / window.wall,
+    )
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -191,9 +246,6 @@ def run_level(
     tokens = args.tokens
     requests = max(level, args.chunks // tokens // level * level, 4)
     pairs = plan(args)
-    # Warm up connections and caches once per level.
-    for loop, client in pairs:
-        measure(CLIENTS[client][1], loop, server, level, min(level, 64), tokens)
     runs: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {p: [] for p in pairs}
     for _ in range(args.repeat):
         for loop, client in pairs:

@@ -88,10 +88,10 @@ class _Stepper:
             else:
                 await asyncio.sleep(0)
 
-    def start(self, proto: _SSEProtocol) -> None:
+    def start(self, proto: _SSEProtocol, events: int) -> None:
         assert proto.transport is not None
         proto.transport.write(HEAD)
-        self.active[proto] = N_EVENTS
+        self.active[proto] = events
         self.wakeup.set()
 
 
@@ -99,7 +99,7 @@ class _SSEProtocol(asyncio.Protocol):
     def __init__(self, stepper: _Stepper) -> None:
         self._buf = b""
         self._stepper = stepper
-        self._waiting = 0  # requests received, response not yet started
+        self._waiting: list[int] = []  # events asked for by requests not yet answered
         self._busy = False
         self.transport: asyncio.Transport | None = None
 
@@ -122,8 +122,9 @@ class _SSEProtocol(asyncio.Protocol):
                 length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
             if len(self._buf) < end + 4 + length:
                 break
+            body = self._buf[end + 4 : end + 4 + length]
             self._buf = self._buf[end + 4 + length :]
-            self._waiting += 1
+            self._waiting.append(_events_asked(body))
         self._next()
 
     def finished(self) -> None:
@@ -132,9 +133,17 @@ class _SSEProtocol(asyncio.Protocol):
 
     def _next(self) -> None:
         if self._waiting and not self._busy:
-            self._waiting -= 1
             self._busy = True
-            self._stepper.start(self)
+            self._stepper.start(self, self._waiting.pop(0))
+
+
+def _events_asked(body: bytes) -> int:
+    """The request's ``max_tokens`` (at least 1), else N_EVENTS: warm-ups ask for few."""
+    try:
+        asked = json.loads(body).get("max_tokens", N_EVENTS)
+    except (ValueError, AttributeError):
+        return N_EVENTS
+    return max(1, asked) if isinstance(asked, int) else N_EVENTS
 
 
 def serve(port: int, itl: float) -> None:

@@ -278,6 +278,9 @@ KNOWN = {
     # a stream is watched, and a trio system task ends with the run.
     ("_transport.py", "call_later("),
     ("_transport.py", "spawn_system_task("),
+    # The trio reactor reading pushed bodies: one per run, it ends (closing its epoll set)
+    # as soon as no body is being pushed, and a trio system task ends with the run.
+    ("_triostream.py", "spawn_system_task("),
     # The bench's result readers: a blocked pipe read is abandoned on cancel; the worker
     # processes are then terminated, which ends the read.
     ("_bench/_workers.py", "abandon_on_cancel=True"),

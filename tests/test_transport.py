@@ -287,11 +287,9 @@ async def test_chunked_several_chunks_in_one_read(serve: Callable[..., Server]) 
     assert pieces == [b"".join(EVENTS)]
 
 
-async def test_push_hands_over_each_read_with_its_arrival(
-    serve: Callable[..., Server], anyio_backend_name: str
-) -> None:
-    # Three writes 20 ms apart: on asyncio the body is pushed from the loop's read
-    # callback, one call per read, stamped when it came off the socket; trio iterates.
+async def test_push_hands_over_each_read_with_its_arrival(serve: Callable[..., Server]) -> None:
+    # Three writes 20 ms apart: the body is pushed from the loop's read callback (trio:
+    # the reactor task), one call per read, stamped when it came off the socket.
     async def handler(conn: Conn) -> None:
         while await conn.request() is not None:
             await conn.send(CHUNKED_HEAD, *[chunked(e)[:-5] for e in EVENTS[:3]], delay=0.02)
@@ -304,14 +302,10 @@ async def test_push_hands_over_each_read_with_its_arrival(
             request = c.build_request("GET", server.url)
             response = await transport.handle_async_request(request)
             push = body_pusher(response)
-            assert (push is not None) == (anyio_backend_name == "asyncio")
+            assert push is not None
             got: list[tuple[bytes, float]] = []
             before = time.perf_counter()
-            if push is not None:
-                await push(lambda data, now, got=got: got.append((data, now)))
-            else:
-                async for data in response.stream:  # type: ignore[union-attr]
-                    got.append((data, response.extensions[ARRIVAL_EXTENSION].time))
+            await push(lambda data, now, got=got: got.append((data, now)))
             assert b"".join(data for data, _ in got) == b"".join(EVENTS[:3])
             stamps = [now for _, now in got]
             assert stamps == sorted(stamps) and before <= stamps[0] <= time.perf_counter()
@@ -320,11 +314,6 @@ async def test_push_hands_over_each_read_with_its_arrival(
     assert server.connections == 1
 
 
-@pytest.mark.parametrize(
-    "anyio_backend",
-    [("asyncio", {}), ("asyncio", {"use_uvloop": True})],
-    ids=["asyncio", "uvloop"],  # pushing is the asyncio path; trio iterates
-)
 async def test_push_errors_are_those_of_iterating(serve: Callable[..., Server]) -> None:
     # A good read, then a malformed chunk size or the connection closing mid-body.
     first = CHUNKED_HEAD + chunked(EVENTS[0])[:-5]

@@ -1,0 +1,196 @@
+"""Receiving straight from the socket for the transport's trio path (plain TCP).
+
+A receive through anyio's trio socket stream goes through trio's socket wrapper: it tries
+``recv`` first (usually ``EAGAIN`` on a token stream), then waits for readability, reads
+again, and ends with a checkpoint that yields to the scheduler once more: two scheduler
+round trips and two ``recv`` calls per read. This stream waits for readability first
+(the one checkpoint a read needs, which keeps it fair to other tasks) and then reads
+once, stamping the bytes as they come off the socket.
+
+``push`` goes further for response bodies: one task per trio run (the reactor) waits on
+an epoll set holding every socket whose body is being pushed, and hands each read to
+its consumer as it comes off the socket, so a read costs no task switch at all; the
+request's task sleeps until its body is complete. That is the trio counterpart of the
+asyncio path's ``data_received`` callback (trio has no callbacks of its own).
+
+Connecting, sending and closing stay with anyio's stream, which this one wraps.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from typing import Any
+
+import anyio
+import anyio.abc
+import trio
+
+__all__ = ["TrioStream"]
+
+
+class TrioStream(anyio.abc.ByteStream):
+    """anyio's trio socket stream, with a leaner ``receive``.
+
+    ``arrival`` is the ``perf_counter`` reading taken when the bytes returned by the
+    latest ``receive`` came off the socket.
+    """
+
+    def __init__(self, inner: anyio.abc.SocketStream) -> None:
+        self._inner = inner
+        self._sock: socket.socket = inner.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._closed = False
+        self._error: OSError | None = None  # met while pushing; the next receive raises it
+        self.arrival = 0.0
+
+    def arrival_time(self) -> float:
+        return self.arrival
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        sock = self._sock
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if self._error is not None:
+                raise anyio.BrokenResourceError from self._error
+            try:
+                await trio.lowlevel.wait_readable(sock)
+                data = sock.recv(max_bytes)
+            except BlockingIOError:
+                continue  # woken without data (it can happen): wait again
+            except trio.ClosedResourceError as exc:
+                raise anyio.ClosedResourceError from exc
+            except OSError as exc:
+                if self._closed:
+                    raise anyio.ClosedResourceError from exc
+                raise anyio.BrokenResourceError from exc
+            self.arrival = perf_counter()
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def push(self, sink: Callable[[bytes, float], bool]) -> bool:
+        """Hand each read to ``sink(data, arrival)`` until it returns True; return True.
+
+        The reads happen in the run's reactor task, not this one. *sink* must not raise.
+        Returns False as soon as the stream ends, fails or closes first: ``receive``
+        then reports why.
+        """
+        if self._closed or self._error is not None or not _CAN_PUSH:
+            return False
+        pushed = _Push(self._sock, sink)
+        reactor = _reactor()
+        reactor.add(pushed)
+        try:
+            await pushed.finished.wait()
+        finally:
+            reactor.discard(pushed)
+        self._error = pushed.error
+        return pushed.done
+
+    async def send(self, item: bytes) -> None:
+        await self._inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._inner.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._inner.extra_attributes
+
+
+# epoll is Linux's; elsewhere push() declines and the body is read by receive().
+_CAN_PUSH = hasattr(select, "epoll")
+
+
+class _Push:
+    """One body being pushed: its socket, its consumer, and how it ended."""
+
+    __slots__ = ("done", "error", "fd", "finished", "sink", "sock")
+
+    def __init__(self, sock: socket.socket, sink: Callable[[bytes, float], bool]) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.sink = sink
+        self.finished = trio.Event()
+        self.done = False
+        self.error: OSError | None = None
+
+
+class _Reactor:
+    """Reads every pushed socket of one trio run, in one system task."""
+
+    def __init__(self) -> None:
+        self._epoll: select.epoll | None = None  # open while the reactor task runs
+        self._pushes: dict[int, _Push] = {}
+        self._running = False
+        self._waiting: trio.CancelScope | None = None  # around the wait for readiness
+
+    def add(self, pushed: _Push) -> None:
+        if self._epoll is None:
+            self._epoll = select.epoll()
+        # Level-triggered: a socket with unread bytes stays ready until it is read.
+        self._epoll.register(pushed.fd, select.EPOLLIN)
+        self._pushes[pushed.fd] = pushed
+        if not self._running:
+            self._running = True
+            trio.lowlevel.spawn_system_task(self._run, name="anyio_llmreq reactor")
+
+    def discard(self, pushed: _Push) -> None:
+        if self._pushes.get(pushed.fd) is pushed:
+            del self._pushes[pushed.fd]
+            if self._epoll is not None:
+                self._epoll.unregister(pushed.fd)  # before the socket can be closed
+            if not self._pushes and self._waiting is not None:
+                self._waiting.cancel()  # nothing left to read: the task ends, not lingers
+
+    async def _run(self) -> None:
+        epoll = self._epoll
+        assert epoll is not None
+        pushes = self._pushes
+        try:
+            while pushes:
+                with trio.CancelScope() as self._waiting:
+                    await trio.lowlevel.wait_readable(epoll.fileno())
+                self._waiting = None
+                for fd, _events in epoll.poll(0):
+                    pushed = pushes.get(fd)
+                    if pushed is None:
+                        continue
+                    try:
+                        data = pushed.sock.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        pushed.error = exc
+                        data = b""
+                    if data and not pushed.sink(data, perf_counter()):
+                        continue
+                    pushed.done = bool(data)  # else the end came first
+                    self.discard(pushed)
+                    pushed.finished.set()
+        finally:
+            # Ends when nothing is left to read (or the run ends): the epoll set closes
+            # with it, and the next push opens both again.
+            self._running = False
+            self._waiting = None
+            self._epoll = None
+            epoll.close()
+
+
+_REACTOR: trio.lowlevel.RunVar[_Reactor] = trio.lowlevel.RunVar("anyio_llmreq.reactor")
+
+
+def _reactor() -> _Reactor:
+    try:
+        return _REACTOR.get()
+    except LookupError:
+        reactor = _Reactor()
+        _REACTOR.set(reactor)
+        return reactor
