@@ -26,20 +26,54 @@ from typing import Any, cast
 import anyio
 import anyio.abc
 
-__all__ = ["AsyncioStream", "open_asyncio_stream"]
+__all__ = ["AsyncioStream", "ReadBatch", "open_asyncio_stream"]
 
 # Reading pauses above this many buffered bytes and resumes once the reader drained them.
 _HIGH_WATER = 1 << 20
 
 
+class ReadBatch:
+    """Hands the reads of pushed bodies to their consumers at the loop's next turn.
+
+    Consuming a read (decoding, parsing) inside ``data_received`` would delay the next
+    socket's read, and so its stamp, by that work: with hundreds of sockets ready at
+    once the last would be stamped a millisecond late. Instead every read of a turn is
+    stamped as it comes off its socket, and the batch is consumed in one callback right
+    after, in order. One batch per event loop.
+    """
+
+    __slots__ = ("_pending", "_scheduled", "owner")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.owner = loop
+        self._pending: list[tuple[_Protocol, bytes, float]] = []
+        self._scheduled = False
+
+    def add(self, protocol: _Protocol, data: bytes, arrival: float) -> None:
+        self._pending.append((protocol, data, arrival))
+        protocol.pending += 1
+        if not self._scheduled:
+            self._scheduled = True
+            self.owner.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for protocol, data, arrival in pending:
+            protocol.pending -= 1
+            protocol.deliver(data, arrival)
+
+
 class _Protocol(asyncio.Protocol):
     __slots__ = (
+        "batch",
         "buffered",
         "chunks",
         "closed",
         "eof",
         "exception",
         "paused",
+        "pending",
         "sink",
         "sink_done",
         "transport",
@@ -47,7 +81,9 @@ class _Protocol(asyncio.Protocol):
         "write_waiter",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, batch: ReadBatch) -> None:
+        self.batch = batch
+        self.pending = 0  # reads of this connection waiting in the batch
         self.transport: asyncio.Transport | None = None
         self.chunks: deque[tuple[bytes, float]] = deque()
         self.buffered = 0
@@ -67,14 +103,23 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        sink = self.sink
-        if sink is not None:
-            if sink(data, perf_counter()):
-                self.sink = None
-                self.sink_done = True
-                self._wake()
+        if self.sink is not None or self.pending:
+            self.batch.add(self, data, perf_counter())
             return
-        self.chunks.append((data, perf_counter()))
+        self._buffer(data, perf_counter())
+
+    def deliver(self, data: bytes, arrival: float) -> None:
+        """A batched read: to the sink while there is one, else to ``receive``."""
+        sink = self.sink
+        if sink is None:
+            self._buffer(data, arrival)
+        elif sink(data, arrival):
+            self.sink = None
+            self.sink_done = True
+            self._wake()
+
+    def _buffer(self, data: bytes, arrival: float) -> None:
+        self.chunks.append((data, arrival))
         self.buffered += len(data)
         if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
@@ -139,7 +184,7 @@ class AsyncioStream(anyio.abc.ByteStream):
         protocol = self._protocol
         chunks = protocol.chunks
         while not chunks:
-            if protocol.eof:
+            if protocol.eof and not protocol.pending:
                 if protocol.exception is not None:
                     raise anyio.BrokenResourceError from protocol.exception
                 raise anyio.EndOfStream
@@ -176,12 +221,15 @@ class AsyncioStream(anyio.abc.ByteStream):
                 self._resume_if_drained()
                 return True
         self._resume_if_drained()
-        if protocol.eof or self._closed:
+        if (protocol.eof or self._closed) and not protocol.pending:
             return False
         protocol.sink_done = False
         protocol.sink = sink
         try:
-            while not protocol.sink_done and not protocol.eof and not self._closed:
+            # Reads still in the batch are the sink's before any end of the stream.
+            while not protocol.sink_done and (
+                protocol.pending or not (protocol.eof or self._closed)
+            ):
                 waiter = protocol.waiter = self._new_future()
                 try:
                     await waiter
@@ -238,6 +286,7 @@ async def open_asyncio_stream(
     *,
     ssl_context: ssl.SSLContext | None = None,
     local_host: str | None = None,
+    batch: ReadBatch | None = None,
 ) -> AsyncioStream:
     """Connect to *host*:*port* (TLS with *ssl_context*) on the running asyncio loop.
 
@@ -245,11 +294,13 @@ async def open_asyncio_stream(
     otherwise use its own resolver), and the addresses are tried in order.
     """
     loop = asyncio.get_running_loop()
+    if batch is None or batch.owner is not loop:
+        batch = ReadBatch(loop)
     last_error: OSError | None = None
     for address in await _addresses(host, port):
         try:
             transport, protocol = await loop.create_connection(
-                _Protocol,
+                functools.partial(_Protocol, batch),
                 address,
                 port,
                 ssl=ssl_context,

@@ -35,7 +35,7 @@ import anyio.abc
 import attrs
 import httpx
 
-from ._aiostream import open_asyncio_stream
+from ._aiostream import ReadBatch, open_asyncio_stream
 
 if TYPE_CHECKING:
     import trio
@@ -158,6 +158,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         self._idle: dict[_Key, deque[_Connection]] = {}
         self._closed = False
         self._watchdog: _Watchdog | None = None
+        self._batch: ReadBatch | None = None  # the asyncio read batch of the current loop
         # Read once, like httpx does: os.environ lookups per request would cost more
         # than the rest of the request setup.
         self._env_proxies = urllib.request.getproxies_environment() if trust_env else {}
@@ -289,12 +290,17 @@ class AnyioTransport(httpx.AsyncBaseTransport):
 
     async def _connect(self, host: str, port: int, scheme: str) -> anyio.abc.ByteStream:
         try:
-            if _on_asyncio():
+            loop = _running_loop()
+            if loop is not None:
+                batch = self._batch
+                if batch is None or batch.owner is not loop:
+                    batch = self._batch = ReadBatch(loop)
                 return await open_asyncio_stream(
                     host,
                     port,
                     ssl_context=self._get_ssl_context() if scheme == "https" else None,
                     local_host=self._local_address,
+                    batch=batch,
                 )
             if scheme == "https":
                 return await anyio.connect_tcp(
@@ -1186,11 +1192,15 @@ def body_released(stream: object) -> bool:
 
 def _on_asyncio() -> bool:
     """True inside an asyncio (or uvloop) event loop, False under trio."""
+    return _running_loop() is not None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio (or uvloop) event loop; None under trio."""
     try:
-        asyncio.get_running_loop()
+        return asyncio.get_running_loop()
     except RuntimeError:
-        return False
-    return True
+        return None
 
 
 def _read_clock(stream: anyio.abc.ByteStream) -> Callable[[], float]:

@@ -159,6 +159,9 @@ class _Reactor:
                 with trio.CancelScope() as self._waiting:
                     await trio.lowlevel.wait_readable(epoll.fileno())
                 self._waiting = None
+                # Read (and stamp) every ready socket first, then consume: parsing one
+                # read must not delay the next socket's read, nor so its stamp.
+                reads: list[tuple[_Push, bytes, float]] = []
                 for fd, _events in epoll.poll(0):
                     pushed = pushes.get(fd)
                     if pushed is None:
@@ -170,7 +173,9 @@ class _Reactor:
                     except OSError as exc:
                         pushed.error = exc
                         data = b""
-                    if data and not pushed.sink(data, perf_counter()):
+                    reads.append((pushed, data, perf_counter()))
+                for pushed, data, arrival in reads:
+                    if pushed.finished.is_set() or (data and not pushed.sink(data, arrival)):
                         continue
                     pushed.done = bool(data)  # else the end came first
                     self.discard(pushed)

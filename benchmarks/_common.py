@@ -78,18 +78,20 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def raw_server_process(itl: float = 0.0, core: int | None = 1) -> Iterator[ServerProcess]:
+def raw_server_process(
+    itl: float = 0.0, core: int | None = 1, burst: int = 1
+) -> Iterator[ServerProcess]:
     """Run ``bench_transport.py``'s minimal SSE server in another process.
 
     It answers every POST with 256 vLLM-shaped completion events, then usage and
     ``[DONE]``, one write each. Like an inference server's decode step, every *itl*
     seconds it writes the next event of every active stream (``0``: step after step, as
-    fast as it can): far cheaper per event than the mock server, so the client's own
-    cost shows.
+    fast as it can), *burst* events per write: far cheaper per event than the mock
+    server, so the client's own cost shows.
     """
     port = free_port()
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_transport.py")
-    cmd = [sys.executable, script, "--serve", f"--port={port}", f"--itl={itl}"]
+    cmd = [sys.executable, script, "--serve", f"--port={port}", f"--itl={itl}", f"--burst={burst}"]
     if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         cmd = ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

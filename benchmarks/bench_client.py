@@ -10,6 +10,7 @@ accumulate the text. Two regimes:
   when it, not the server, sets the pace: when the server's core is nearly full
   (``server cores`` near 1) a faster client just reads more often, in smaller reads,
   and its CPU per chunk is the server's time per chunk, not its own.
+  ``--burst K`` makes the server write K events at a time, K times cheaper per event.
 * paced (``--rate N``): N events per second offered in total (each stream gets one event
   per step of concurrency/N seconds, like a decode step), below what any client
   saturates at: CPU per chunk is the client's own cost at a realistic arrival pattern.
@@ -281,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         help="raw server: events per second offered in total (0: flat out)",
     )
     parser.add_argument(
+        "--burst",
+        type=int,
+        default=1,
+        help="raw server: events per write (more: a cheaper server, larger reads)",
+    )
+    parser.add_argument(
         "--server",
         choices=["raw", "mock"],
         default="raw",
@@ -298,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         args.tokens = 256
         itl = level / args.rate if args.rate else 0.0
-        with raw_server_process(itl, core=1) as server:
+        with raw_server_process(itl, core=1, burst=args.burst) as server:
             rows += run_level(args, server, level)
     regime = f"paced, {args.rate:,.0f} events/s offered" if args.rate else "flat out"
+    if args.server == "raw":
+        regime += f", {args.burst} event(s) per write"
     print(f"server: {args.server}, {regime}; median of {args.repeat} runs per cell")
     header = ("conc", "loop", "client", "CPU us/chunk", "chunks/s", "cores", "server", "ratio")
     print("{:>5} {:<8} {:<26} {:>12} {:>10} {:>6} {:>6} {:>6}".format(*header))

@@ -6,7 +6,8 @@ each event. For every request we compare the client's stamp of each token event 
 server's write time: the TTFT error is the client's first stamp minus the server's first
 write, the ITL error is each measured gap minus the server's gap. Our client (on asyncio,
 uvloop and trio) is compared with a minimal aiohttp shared-session client in the same run.
-Also reported: the client's RSS per concurrent stream at the highest level.
+Each figure is the median over ``--repeat`` interleaved runs. Also reported: the
+client's RSS per concurrent stream at the highest level.
 
     python benchmarks/bench_fidelity.py [--levels 1,64,256] [--tokens 64]
 """
@@ -127,21 +128,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,64,256")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rss-streams", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell (median)")
     args = parser.parse_args(argv)
     pin_to(0)
     levels = [int(x) for x in args.levels.split(",")]
     rows = []
     behaviour = ["--ttft", "0.1", "--itl", "0.01", "--record", "--output-len", str(args.tokens)]
+    clients = [
+        ("aiohttp (shared session)", aiohttp_client, ["asyncio", "uvloop"]),
+        ("anyio_llmreq Client", ours, ["asyncio", "uvloop", "trio"]),
+    ]
     with mock_server_process(*behaviour, core=1) as base_url:
         for level in levels:
-            for name, runner, loops in [
-                ("aiohttp (shared session)", aiohttp_client, ["asyncio", "uvloop"]),
-                ("anyio_llmreq Client", ours, ["asyncio", "uvloop", "trio"]),
-            ]:
-                for loop in loops:
-                    reset(base_url)
-                    stamps = run(runner, loop, base_url, level, args.tokens)
-                    rows.append((level, loop, name, *errors(stamps, server_writes(base_url))))
+            # Interleaved repetitions; each statistic is the median over them, so one
+            # scheduling hiccup of the machine does not decide a p99.
+            runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+            for _ in range(args.repeat):
+                for name, runner, loops in clients:
+                    for loop in loops:
+                        reset(base_url)
+                        stamps = run(runner, loop, base_url, level, args.tokens)
+                        got = errors(stamps, server_writes(base_url))
+                        runs.setdefault((name, loop), []).append(got)
+            for (name, loop), values in runs.items():
+                medians = [float(np.median([v[i] for v in values])) for i in range(3)]
+                rows.append((level, loop, name, *medians))
         reset(base_url)
         # RSS per stream: many slow streams open at once, RSS sampled at the peak.
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -278,6 +278,9 @@ KNOWN = {
     # a stream is watched, and a trio system task ends with the run.
     ("_transport.py", "call_later("),
     ("_transport.py", "spawn_system_task("),
+    # The asyncio read batch: one callback per loop turn that has pushed reads, which
+    # runs at once and only hands those reads to their consumers.
+    ("_aiostream.py", "call_soon("),
     # The trio reactor reading pushed bodies: one per run, it ends (closing its epoll set)
     # as soon as no body is being pushed, and a trio system task ends with the run.
     ("_triostream.py", "spawn_system_task("),
