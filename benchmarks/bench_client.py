@@ -19,7 +19,8 @@ All clients run under one harness (a fixed pool of workers, one request each at 
 time); each run first sends one request per worker, so every connection is open, then
 measures the requests that follow, as a long benchmark run would. Each cell is the
 median of ``--repeat`` runs, the clients interleaved within each repetition; the ratio
-is to aiohttp's median on the same loop (trio: asyncio's).
+is the median over repetitions of the run's CPU per chunk over aiohttp's run on the same
+loop (trio: asyncio's) in that repetition.
 
     python benchmarks/bench_client.py [--levels 1,64,256,1024] [--rate 0] [--repeat 3]
 """
@@ -259,8 +260,16 @@ def run_level(
     }
     rows = []
     for (loop, client), (cpu, rate, cores, server_cores) in medians.items():
-        ref = medians.get((loop, "aiohttp")) or medians.get(("asyncio", "aiohttp"))
-        ratio = cpu / ref[0] if ref else float("nan")
+        ref = runs.get((loop, "aiohttp")) or runs.get(("asyncio", "aiohttp"))
+        # Paired: each run against the baseline's run of the same repetition (they ran
+        # seconds apart), then the median, so a slow spell of the machine cancels out.
+        ratio = (
+            statistics.median(
+                mine[0] / base[0] for mine, base in zip(runs[loop, client], ref, strict=True)
+            )
+            if ref
+            else float("nan")
+        )
         name = CLIENTS[client][0]
         rows.append((level, loop, name, cpu, rate, cores, server_cores, ratio))
     return rows
@@ -319,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{cores:>6.2f} {server_cores:>6.2f} {ratio:>6.2f}"
         )
     print("cores: client CPU / wall; server: the server's CPU / wall (near 1: it set the pace)")
-    print("ratio: CPU per chunk / aiohttp's on the same loop (trio: / asyncio aiohttp)")
+    print(
+        "ratio: median over repetitions of CPU per chunk / aiohttp's in the same repetition "
+        "(same loop; trio: asyncio's)"
+    )
     return 0
 
 
