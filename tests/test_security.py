@@ -13,6 +13,7 @@ import json
 import logging
 import pathlib
 import ssl
+import time
 from typing import Any
 
 import pytest
@@ -178,6 +179,31 @@ async def test_verify_false_accepts_a_self_signed_server(
     assert not refused.success and "CERTIFICATE_VERIFY_FAILED" in refused.error
     assert accepted.success, accepted.error
     assert accepted.generated_text == "hi"
+
+
+async def test_chunked_token_stream_over_tls(transport: str, tmp_path: pathlib.Path) -> None:
+    # Over TLS the asyncio path still pushes each (decrypted) read; trio reads in the task.
+    cert, key = self_signed_cert(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def reply(conn: Connection) -> None:
+        headers = [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")]
+        conn.send(head(200, headers))
+        for word in ["a", "b", "c"]:
+            event = b'data: {"choices":[{"delta":{"content":"%s"}}]}\n\n' % word.encode()
+            conn.send(b"%x\r\n%s\r\n" % (len(event), event))
+            time.sleep(0.02)
+        done = b"data: [DONE]\n\n"
+        conn.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+
+    with RawServer(reply, tls=context) as server:
+        url = server.url(CHAT, "https")
+        async with make_client(transport, verify=False) as client:
+            out = await client.send("openai-chat", RequestFuncInput("hi", url, 1, 4, "m"))
+    assert out.success, out.error
+    assert out.generated_text == "abc"
+    assert len(out.itl) == 2 and min(out.itl) > 0.01  # separate reads, separately stamped
 
 
 def test_get_tokenizer_does_not_trust_remote_code_by_default() -> None:
