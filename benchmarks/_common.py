@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: a mock server in another process, CPU pinning."""
+"""Shared pieces of the benchmarks: servers in other processes, CPU pinning, the harness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import attrs
 
@@ -106,3 +106,26 @@ def raw_server_process(
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+async def drive(one: Callable[[], Awaitable[int]], concurrency: int, requests: int) -> int:
+    """Run *requests* calls of *one* on *concurrency* workers; sum what they return.
+
+    Every client of a benchmark runs under this same harness, so none pays for its own.
+    """
+    import anyio
+
+    left = requests
+    total = 0
+
+    async def worker() -> None:
+        nonlocal left, total
+        while left > 0:
+            left -= 1
+            got = await one()  # not "total += await": that reads total before awaiting
+            total += got
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(concurrency, requests)):
+            tg.start_soon(worker)
+    return total

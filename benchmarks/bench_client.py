@@ -38,7 +38,7 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _common import ServerProcess, mock_server_process, pin_to, raw_server_process
+from _common import ServerProcess, drive, mock_server_process, pin_to, raw_server_process
 
 from anyio_llmreq import Client, RequestFuncInput
 
@@ -88,27 +88,6 @@ async def measured(
     got = await drive(lambda: one(tokens), concurrency, requests)
     window.stop()
     return got
-
-
-async def drive(one: Callable[[], Awaitable[int]], concurrency: int, requests: int) -> int:
-    """Run *requests* calls of *one* on *concurrency* workers; sum what they return.
-
-    Every client runs under this same harness, so none pays for its own.
-    """
-    left = requests
-    total = 0
-
-    async def worker() -> None:
-        nonlocal left, total
-        while left > 0:
-            left -= 1
-            got = await one()  # not "total += await": that reads total before awaiting
-            total += got
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(min(concurrency, requests)):
-            tg.start_soon(worker)
-    return total
 
 
 async def run_ours(

@@ -24,6 +24,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import drive
+
 # What vLLM streams for /v1/completions: one token per event, then usage, then [DONE].
 EVENT = (
     b'data: {"id":"cmpl-8f3a2c","object":"text_completion","created":1767225600,'
@@ -227,25 +230,6 @@ async def _aiohttp_session(url: str) -> tuple[Callable[[], Awaitable[int]], Any]
     return one, session.close
 
 
-async def _run_level(one: Callable[[], Awaitable[int]], concurrency: int, requests: int) -> int:
-    import anyio
-
-    left = requests
-    total = 0
-
-    async def worker() -> None:
-        nonlocal left, total
-        while left > 0:
-            left -= 1
-            events = await one()  # not "total += await": that reads total before awaiting
-            total += events
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(concurrency):
-            tg.start_soon(worker)
-    return total
-
-
 async def _client_main(kind: str, port: int, levels: list[int], scale: float) -> None:
     url = f"http://127.0.0.1:{port}/v1/completions"
     if kind == "aiohttp":
@@ -255,10 +239,10 @@ async def _client_main(kind: str, port: int, levels: list[int], scale: float) ->
     try:
         for concurrency in levels:
             requests = max(concurrency, int(max(2 * concurrency, 400) * scale))
-            await _run_level(one, concurrency, concurrency)  # warm-up: open the connections
+            await drive(one, concurrency, concurrency)  # warm-up: open the connections
             gc.collect()
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            events = await _run_level(one, concurrency, requests)
+            events = await drive(one, concurrency, requests)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
             assert events == requests * EVENTS_PER_REQUEST, (events, requests)
             result = {"concurrency": concurrency, "events": events, "cpu": cpu, "wall": wall}
