@@ -42,22 +42,20 @@ class ReadBatch:
     after, in order. One batch per event loop.
     """
 
-    __slots__ = ("_pending", "_scheduled", "owner")
+    __slots__ = ("_pending", "owner")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = loop
+        # Not empty exactly while a flush is scheduled.
         self._pending: list[tuple[_Protocol, bytes, float]] = []
-        self._scheduled = False
 
     def add(self, protocol: _Protocol, data: bytes, arrival: float) -> None:
+        if not self._pending:
+            self.owner.call_soon(self._flush)
         self._pending.append((protocol, data, arrival))
         protocol.pending += 1
-        if not self._scheduled:
-            self._scheduled = True
-            self.owner.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._scheduled = False
         pending, self._pending = self._pending, []
         for protocol, data, arrival in pending:
             protocol.pending -= 1
@@ -200,7 +198,8 @@ class AsyncioStream(anyio.abc.ByteStream):
             chunks.appendleft((data[max_bytes:], self.arrival))
             data = data[:max_bytes]
         protocol.buffered -= len(data)
-        self._resume_if_drained()
+        if protocol.paused:
+            self._resume_if_drained()
         return data
 
     async def push(self, sink: Callable[[bytes, float], bool]) -> bool:

@@ -790,15 +790,14 @@ class _ChunkedStream(_BodyStream):
             if parts:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
 
-
     async def push(self, consume: Callable[[bytes, float], None]) -> None:
         """Hand the whole body to ``consume(payload, arrival)``, one call per read.
 
         On asyncio the payloads are decoded and consumed in the event loop's read
         callback, on trio (plain TCP) in the run's reactor task: a token stream costs no
-        task wakeup per read. Errors are those of
-        iterating the stream; an exception from *consume* propagates unchanged (the
-        connection is then closed by ``aclose``).
+        task wakeup per read. Other connections (trio over TLS) are iterated. Errors are
+        those of iterating the stream; an exception from *consume* propagates unchanged
+        (the connection is then closed by ``aclose``).
         """
         conn = self._conn
         stream: Any = conn.stream if conn is not None else None
@@ -1170,16 +1169,10 @@ class _TrioWatchdog(_Watchdog):
 def body_pusher(
     response: httpx.Response,
 ) -> Callable[[Callable[[bytes, float], None]], Awaitable[None]] | None:
-    """``push`` of *response*'s body when it is a chunked body of ours on a connection
-    that can push each read to a callback (which beats waking a task per read); else
-    ``None``."""
+    """``push`` of *response*'s body when it is a chunked body of ours (``push`` itself
+    knows whether its connection can push each read or must be iterated); else ``None``."""
     stream = response.stream
-    if (
-        type(stream) is _ChunkedStream
-        and stream._conn is not None
-        and hasattr(type(stream._conn.stream), "push")
-        and "content-encoding" not in response.headers
-    ):
+    if type(stream) is _ChunkedStream and "content-encoding" not in response.headers:
         return stream.push
     return None
 

@@ -127,20 +127,17 @@ class _Reactor:
     """Reads every pushed socket of one trio run, in one system task."""
 
     def __init__(self) -> None:
-        self._epoll: select.epoll | None = None  # open while the reactor task runs
+        self._epoll: select.epoll | None = None  # open exactly while the reactor task runs
         self._pushes: dict[int, _Push] = {}
-        self._running = False
         self._waiting: trio.CancelScope | None = None  # around the wait for readiness
 
     def add(self, pushed: _Push) -> None:
         if self._epoll is None:
             self._epoll = select.epoll()
+            trio.lowlevel.spawn_system_task(self._run, name="anyio_llmreq reactor")
         # Level-triggered: a socket with unread bytes stays ready until it is read.
         self._epoll.register(pushed.fd, select.EPOLLIN)
         self._pushes[pushed.fd] = pushed
-        if not self._running:
-            self._running = True
-            trio.lowlevel.spawn_system_task(self._run, name="anyio_llmreq reactor")
 
     def discard(self, pushed: _Push) -> None:
         if self._pushes.get(pushed.fd) is pushed:
@@ -183,7 +180,6 @@ class _Reactor:
         finally:
             # Ends when nothing is left to read (or the run ends): the epoll set closes
             # with it, and the next push opens both again.
-            self._running = False
             self._waiting = None
             self._epoll = None
             epoll.close()
