@@ -279,8 +279,9 @@ class Exchange:
         if completion.output_tokens is not None:
             out.output_tokens = completion.output_tokens
             out.output_tokens_source = completion.output_tokens_source
-        if completion.prompt_tokens is not None:
-            out.prompt_len = completion.prompt_tokens
+        out.prompt_tokens = completion.prompt_tokens
+        if completion.prompt_len is not None:
+            out.prompt_len = completion.prompt_len
         if out.output_tokens > 1:
             out.tpot = (out.latency - out.ttft) / (out.output_tokens - 1)
         if self.error:

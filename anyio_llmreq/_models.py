@@ -42,8 +42,9 @@ __all__ = [
 class RequestFuncInput:
     """One request, as vLLM's benchmark builds it.
 
-    The first twelve fields are the reference's, in its order. ``extra_headers`` is
-    appended (vLLM's newer module has it too, at another position).
+    The first twelve fields are the reference's, in its order. Appended:
+    ``extra_headers`` (vLLM's newer module has it too, at another position) and
+    ``timeout``, a total deadline for this request in seconds.
     """
 
     prompt: Any
@@ -59,6 +60,9 @@ class RequestFuncInput:
     language: str | None = None
     request_id: str | None = None
     extra_headers: dict[str, str] | None = None
+    #: Seconds the whole request may take (connect to last byte); ``None`` leaves the
+    #: client's ``Timeouts.total``. A request past it fails with ``RequestTimeout``.
+    timeout: float | None = None
 
 
 @dataclass
@@ -71,7 +75,11 @@ class RequestFuncOutput:
     ``reasoning_text``, ``output_tokens_source`` (``"usage"`` when the server reported
     the count, ``"events"`` when counted from token events, ``""`` when unknown and the
     consumer must tokenize), ``streamed`` (False for a non-streaming response, whose
-    ``ttft`` equals its ``latency``) and ``status_code``.
+    ``ttft`` equals its ``latency``), ``status_code`` and ``prompt_tokens`` (the
+    server's count of prompt tokens; ``None`` when it reported none).
+
+    ``prompt_len`` is the caller's, as in the reference; pooling backends put the
+    server's count there, as vLLM does.
     """
 
     generated_text: str = ""
@@ -90,6 +98,7 @@ class RequestFuncOutput:
     output_tokens_source: str = ""
     streamed: bool = True
     status_code: int | None = None
+    prompt_tokens: int | None = None
 
 
 @attrs.define
@@ -272,3 +281,6 @@ class Completion:
     output_tokens_source: Literal["usage", "events", ""] = ""
     prompt_tokens: int | None = None
     reasoning_text: str = ""
+    #: Replaces the caller's ``prompt_len`` in the output: pooling backends report the
+    #: server's count there, as vLLM does; generation backends leave it ``None``.
+    prompt_len: int | None = None

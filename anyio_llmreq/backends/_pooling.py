@@ -63,7 +63,7 @@ def _parse(event: SSEEvent) -> Sequence[Delta]:
 
 
 def _finalize(acc: Accumulator) -> Completion:
-    return Completion("", prompt_tokens=acc.prompt_tokens)
+    return Completion("", prompt_tokens=acc.prompt_tokens, prompt_len=acc.prompt_tokens)
 
 
 class _PoolingResponse:
