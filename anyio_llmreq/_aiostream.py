@@ -178,6 +178,11 @@ class AsyncioStream(anyio.abc.ByteStream):
     def arrival_time(self) -> float:
         return self.arrival
 
+    def dropped(self) -> bool:
+        """Whether, while idle, the loop read the peer's close or unasked-for bytes."""
+        protocol = self._protocol
+        return self._closed or protocol.eof or bool(protocol.chunks) or protocol.pending > 0
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
         protocol = self._protocol
         chunks = protocol.chunks

@@ -85,14 +85,6 @@ class _Connection:
     idle_since: float = 0.0
 
 
-class _Retryable(Exception):
-    """A reused connection failed before any response byte: it may have gone stale."""
-
-    def __init__(self, error: httpx.TransportError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class AnyioTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 transport for ``httpx.AsyncClient`` built on anyio sockets.
 
@@ -108,9 +100,10 @@ class AnyioTransport(httpx.AsyncBaseTransport):
       longest wait for the next socket read. ``request.extensions["anyio_llmreq.deadline"]``
       (an absolute ``anyio.current_time()``) bounds the whole request, body included, and
       raises ``httpx.ReadTimeout("Request deadline exceeded")``.
-    * A request sent on a reused connection that fails before any response byte arrives
-      (the server closed the idle connection) is retried once on a new connection, if its
-      body is in memory.
+    * An idle connection is checked before it is reused, as urllib3 and aiohttp check a
+      pooled one: one the server closed (or that has unexpected bytes to read) is
+      dropped for the next. A request is never sent twice: once written, its failure is
+      the request's, since the server may have received it.
     * ``Expect: 100-continue`` is dropped from requests; interim 1xx responses are skipped.
     * Proxies are not supported: passing ``proxy``, or (with ``trust_env``) a request whose
       URL an ``HTTP(S)_PROXY``/``ALL_PROXY`` variable applies to, raises
@@ -118,8 +111,10 @@ class AnyioTransport(httpx.AsyncBaseTransport):
       for those.
 
     Args:
-        verify: ``True`` verifies TLS certificates with ``ssl.create_default_context()``,
-            ``False`` disables verification, an ``ssl.SSLContext`` is used as is.
+        verify: ``True`` verifies TLS certificates against the same trust store as httpx
+            (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set, else certifi's bundle); a
+            path to a CA bundle file or directory; ``False`` disables verification; an
+            ``ssl.SSLContext`` is used as is.
         cert: client certificate: a file, ``(certfile, keyfile)`` or
             ``(certfile, keyfile, password)``; ignored when *verify* is an ``SSLContext``.
         max_keepalive_per_host: idle connections kept per origin; ``None`` for no limit.
@@ -133,7 +128,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        verify: bool | ssl.SSLContext = True,
+        verify: bool | str | ssl.SSLContext = True,
         cert: str | tuple[str, str] | tuple[str, str, str] | None = None,
         max_keepalive_per_host: int | None = None,
         keepalive_expiry: float | None = 60.0,
@@ -199,40 +194,27 @@ class AnyioTransport(httpx.AsyncBaseTransport):
 
         key = (scheme, host, port)
         conn = await self._checkout(key)
-        retried = False
         phase = "connect"
         with anyio.CancelScope() as scope:
-            while True:
-                reused = conn is not None
-                try:
-                    if conn is None:
-                        phase = "connect"
-                        scope.deadline = _until(connect_timeout, deadline)
-                        conn = _Connection(await self._connect(host, port, scheme), key)
-                    phase = "write"
-                    scope.deadline = _until(write_timeout, deadline)
-                    if body is not None:
-                        await _send_bytes(conn, head, body)
-                    else:
-                        await _send_stream(conn, head, request.stream, chunked_body)
-                    phase = "read"
-                    scope.deadline = _until(read_timeout, deadline)
-                    response = await self._read_response(
-                        conn, scope, method, keep_alive, read_timeout, deadline
-                    )
-                except _Retryable as exc:
-                    assert conn is not None
+            try:
+                if conn is None:
+                    scope.deadline = _until(connect_timeout, deadline)
+                    conn = _Connection(await self._connect(host, port, scheme), key)
+                phase = "write"
+                scope.deadline = _until(write_timeout, deadline)
+                if body is not None:
+                    await _send_bytes(conn, head, body)
+                else:
+                    await _send_stream(conn, head, request.stream, chunked_body)
+                phase = "read"
+                scope.deadline = _until(read_timeout, deadline)
+                return await self._read_response(
+                    conn, scope, method, keep_alive, read_timeout, deadline
+                )
+            except BaseException:
+                if conn is not None:
                     await anyio.aclose_forcefully(conn.stream)
-                    conn = None
-                    if reused and body is not None and not retried:
-                        retried = True
-                        continue
-                    raise exc.error from exc.__cause__
-                except BaseException:
-                    if conn is not None:
-                        await anyio.aclose_forcefully(conn.stream)
-                    raise
-                return response
+                raise
         # Only reached when our own scope timed out.
         if deadline is not None and anyio.current_time() >= deadline:
             raise httpx.ReadTimeout("Request deadline exceeded", request=request)
@@ -254,17 +236,20 @@ class AnyioTransport(httpx.AsyncBaseTransport):
 
     async def _checkout(self, key: _Key) -> _Connection | None:
         dq = self._idle.get(key)
-        if not dq:
-            return None
-        conn = dq.pop()
         expiry = self._keepalive_expiry
-        if expiry is None or perf_counter() - conn.idle_since < expiry:
-            return conn
-        # LIFO order: when the newest idle connection has expired, all older ones have.
-        stale = [conn, *dq]
-        dq.clear()
-        for old in stale:
-            await anyio.aclose_forcefully(old.stream)
+        while dq:
+            conn = dq.pop()
+            if expiry is not None and perf_counter() - conn.idle_since >= expiry:
+                # LIFO order: when the newest idle connection has expired, all older
+                # ones have.
+                stale = [conn, *dq]
+                dq.clear()
+                for old in stale:
+                    await anyio.aclose_forcefully(old.stream)
+                return None
+            if not _dropped(conn.stream):
+                return conn
+            await anyio.aclose_forcefully(conn.stream)
         return None
 
     async def _release(self, conn: _Connection) -> None:
@@ -337,7 +322,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             if isinstance(verify, ssl.SSLContext):
                 ctx = verify  # used as is: the caller configured it, cert included
             else:
-                ctx = ssl.create_default_context()
+                ctx = _trust_context(verify)
                 if not verify:
                     ctx.check_hostname = False
                     ctx.verify_mode = ssl.CERT_NONE
@@ -386,19 +371,16 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     data = await receive(read_size)
                 except anyio.EndOfStream as exc:
                     if not first_byte:
-                        raise _Retryable(
-                            httpx.RemoteProtocolError(
-                                "Server disconnected without sending a response."
-                            )
+                        raise httpx.RemoteProtocolError(
+                            "Server disconnected without sending a response."
                         ) from exc
                     raise httpx.RemoteProtocolError(
                         "Server disconnected while sending the response headers."
                     ) from exc
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                    error = httpx.ReadError(f"Error reading the response: {_describe(exc)}")
-                    if not first_byte:
-                        raise _Retryable(error) from exc
-                    raise error from exc
+                    raise httpx.ReadError(
+                        f"Error reading the response: {_describe(exc)}"
+                    ) from exc
                 last = clock()
                 if not first_byte:
                     first_byte = last
@@ -510,7 +492,7 @@ async def _send(conn: _Connection, data: bytes) -> None:
     try:
         await conn.stream.send(data)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-        raise _Retryable(httpx.WriteError(f"Error sending the request: {_describe(exc)}")) from exc
+        raise httpx.WriteError(f"Error sending the request: {_describe(exc)}") from exc
 
 
 async def _send_bytes(conn: _Connection, head: bytes, body: bytes) -> None:
@@ -1164,6 +1146,64 @@ class _TrioWatchdog(_Watchdog):
             self._scope = None
             self._running = False
             self._due = _INF
+
+
+def _trust_context(verify: bool | str) -> ssl.SSLContext:
+    """A client context that trusts what httpx's does, so https works (or fails) alike:
+    a given CA file or directory, else ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's
+    bundle (slim containers often have no system store)."""
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    if not verify:
+        return ssl.create_default_context()
+    cafile = os.environ.get("SSL_CERT_FILE")
+    if cafile and os.path.isfile(cafile):
+        return ssl.create_default_context(cafile=cafile)
+    capath = os.environ.get("SSL_CERT_DIR")
+    if capath and os.path.isdir(capath):
+        return ssl.create_default_context(capath=capath)
+    import certifi  # httpx depends on it
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _dropped(stream: anyio.abc.ByteStream) -> bool:
+    """Whether an idle connection can no longer carry a request (urllib3's check).
+
+    An idle HTTP/1.1 connection has nothing to read: a readable one was closed by the
+    server, or holds bytes no request asked for. Either way it is not reused.
+    """
+    check = getattr(stream, "dropped", None)
+    if check is not None and check():
+        return True  # our asyncio stream: the event loop already read the EOF or bytes
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+    except OSError:
+        return True
+    return fd < 0 or _readable(fd)
+
+
+def _readable(fd: int) -> bool:
+    if _poll is None:  # pragma: no cover - Windows
+        import select
+
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = _poll()
+    poller.register(fd, _POLLIN)
+    return bool(poller.poll(0))
+
+
+try:
+    from select import POLLIN as _POLLIN
+    from select import poll as _poll
+except ImportError:  # pragma: no cover - Windows has no poll
+    _poll = None  # type: ignore[assignment]
+    _POLLIN = 0
 
 
 def body_pusher(

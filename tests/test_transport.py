@@ -457,35 +457,62 @@ async def test_no_body_responses_keep_connection(serve: Callable[..., Server]) -
     assert server.connections == 1
 
 
-async def test_stale_idle_connection_is_retried(serve: Callable[..., Server]) -> None:
+async def test_idle_connection_closed_by_the_server_is_not_reused(
+    serve: Callable[..., Server],
+) -> None:
     async def handler(conn: Conn) -> None:
         await conn.request()
         await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         # ... and close: the client holds a keep-alive connection the server dropped.
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"streamed"
 
     server = serve(handler)
     async with client(server) as c:
         assert (await c.get("/")).text == "ok"
         await anyio.sleep(0.05)
         assert (await c.post("/", content=b"again")).text == "ok"
-    assert server.connections == 2
-    assert server.requests[-1][1] == b"again"
+        await anyio.sleep(0.05)
+        # Found closed before anything was written: a streamed body is safe too.
+        assert (await c.post("/", content=body())).text == "ok"
+    assert server.connections == 3
+    assert [r[1] for r in server.requests] == [b"", b"again", b"streamed"]
 
 
-async def test_stale_connection_not_retried_for_streamed_body(serve: Callable[..., Server]) -> None:
+async def test_idle_connection_with_unasked_bytes_is_not_reused(
+    serve: Callable[..., Server],
+) -> None:
     async def handler(conn: Conn) -> None:
         await conn.request()
-        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    async def body() -> AsyncIterator[bytes]:
-        yield b"once"
+        # Then a second, unasked-for response: the connection is out of step.
+        await conn.send(*[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"] * 2, delay=0.02)
+        await conn.request()
 
     server = serve(handler)
     async with client(server) as c:
-        await c.get("/")
+        assert (await c.get("/")).text == "ok"
         await anyio.sleep(0.05)
+        assert (await c.get("/")).text == "ok"
+    assert server.connections == 2
+
+
+async def test_a_request_the_server_received_is_never_replayed(
+    serve: Callable[..., Server],
+) -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await conn.request()
+        # Read the whole second request, then die without answering.
+        conn.writer.transport.abort()
+
+    server = serve(handler)
+    async with client(server) as c:
+        assert (await c.get("/")).text == "ok"
         with pytest.raises(httpx.TransportError):
-            await c.post("/", content=body())
+            await c.post("/", content=b"generate")
+    assert [r[1] for r in server.requests] == [b"", b"generate"]
     assert server.connections == 1
 
 
@@ -817,6 +844,33 @@ async def test_tls_default_verify_rejects_self_signed(tls_server: Server) -> Non
     async with client(tls_server) as c:
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await c.get("/")
+
+
+async def test_tls_trusts_what_httpx_trusts(
+    tls_server: Server, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SSL_CERT_FILE, as httpx honours it; then a CA file given as verify=.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files[0]))
+    async with client(tls_server) as c:
+        assert (await c.get("/")).content == b"".join(EVENTS)
+    async with httpx.AsyncClient(base_url=tls_server.url) as plain:
+        assert (await plain.get("/")).content == b"".join(EVENTS)
+    monkeypatch.delenv("SSL_CERT_FILE")
+    async with client(tls_server, AnyioTransport(verify=str(tls_files[0]))) as c:
+        assert (await c.get("/")).content == b"".join(EVENTS)
+
+
+def test_default_trust_is_certifis_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import certifi
+
+    from anyio_llmreq._transport import _trust_context
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    expected = ssl.create_default_context(cafile=certifi.where()).get_ca_certs()
+    ours = _trust_context(True)
+    assert ours.get_ca_certs() == expected and expected
+    assert ours.verify_mode == ssl.CERT_REQUIRED and ours.check_hostname
 
 
 # -- arrival timestamps --------------------------------------------------------------------
