@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import select
 import socket
 import ssl
 import urllib.request
@@ -1189,21 +1190,12 @@ def _dropped(stream: anyio.abc.ByteStream) -> bool:
 
 
 def _readable(fd: int) -> bool:
-    if _poll is None:  # pragma: no cover - Windows
-        import select
-
+    """Whether *fd* has bytes (or an EOF) to read, without waiting."""
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows
         return bool(select.select([fd], [], [], 0)[0])
-    poller = _poll()
-    poller.register(fd, _POLLIN)
+    poller = select.poll()  # poll, not select: no limit on the descriptor's number
+    poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
-
-
-try:
-    from select import POLLIN as _POLLIN
-    from select import poll as _poll
-except ImportError:  # pragma: no cover - Windows has no poll
-    _poll = None  # type: ignore[assignment]
-    _POLLIN = 0
 
 
 def body_pusher(
