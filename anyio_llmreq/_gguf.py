@@ -7,7 +7,8 @@ two tokenizer models that nearly every GGUF file uses:
 
 * ``gpt2``: byte-level BPE (Llama 3, Qwen, GPT-2, Mistral Nemo...), the vocabulary and the
   merges as the file lists them, split first as ``tokenizer.ggml.pre`` names (GPT-2's
-  split for names not listed here);
+  split when the key is missing, as transformers does). A name this module has no split
+  for is a ``ValueError``: another split would count tokens wrong without a sign;
 * ``llama``: SentencePiece (Llama 2, Mistral 7B, ...). llama.cpp tokenizes these by merging
   the adjacent pair whose merged piece scores highest, which is BPE with the merges ranked
   by the merged piece's score; transformers builds the same from a GGUF file.
@@ -36,7 +37,9 @@ _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
 _SPM_SPACE = "\u2581"  # "▁", SentencePiece's spelling of a space
 
 # How byte-level BPE vocabularies split text before merging, by ``tokenizer.ggml.pre``.
-# Names llama.cpp writes that are missing here get GPT-2's split (the ByteLevel default).
+# A missing key, as in transformers, and the names mapped to None get GPT-2's split (the
+# ByteLevel default). Any other name is refused, as llama.cpp refuses names it doesn't
+# know: a guessed split counts tokens wrong without a sign.
 _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -57,7 +60,13 @@ _TEKKEN_SPLIT = (
     r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
     r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_SPLITS = {
+# The names llama.cpp splits with GPT-2's expression.
+_GPT2_NAMES = (
+    "gpt-2", "phi-2", "jina-es", "jina-de", "jina-v2-es", "jina-v2-de", "jina-v2-code",
+    "gigachat", "roberta-bpe", "mpt", "olmo", "jais",
+)  # fmt: skip
+_SPLITS: dict[str, str | None] = {
+    **dict.fromkeys(_GPT2_NAMES, None),
     "tekken": _TEKKEN_SPLIT,
     **dict.fromkeys(("llama-bpe", "llama3", "llama-v3", "smaug-bpe", "dbrx"), _LLAMA3_SPLIT),
     **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "megrez"), _QWEN2_SPLIT),
@@ -79,9 +88,10 @@ def load_gguf_tokenizer(path: str | os.PathLike[str]) -> Any:
     """A ``transformers.PreTrainedTokenizerFast`` for the tokenizer of the GGUF file *path*.
 
     Raises:
-        ImportError: gguf, tokenizers or transformers is missing, or the file's tokenizer
+        ImportError: tokenizers or transformers is missing, or the file's tokenizer
             model is one only transformers (with torch) can build; the message says which.
-        ValueError: the file is not a GGUF file, or it holds no usable tokenizer.
+        ValueError: the file is not a GGUF file, or it holds no usable tokenizer, or its
+            byte-level BPE names a ``tokenizer.ggml.pre`` split this module doesn't know.
     """
     path = os.fspath(path)
     meta = _read_metadata(path)
@@ -247,13 +257,21 @@ def _byte_level_bpe(meta: dict[str, Any], path: str) -> Any:
     ]
     merges = [_merge_pair(m, path) for m in meta.get("tokenizer.ggml.merges") or []]
     pre = meta.get("tokenizer.ggml.pre")
+    if pre is not None and (not isinstance(pre, str) or pre not in _SPLITS):
+        known = ", ".join(sorted(_SPLITS))
+        raise ValueError(
+            f"the GGUF file {path!r} has the pre-tokenizer tokenizer.ggml.pre={pre!r}, which "
+            f"this package can't reproduce (it knows: {known}); guessing would count tokens "
+            "wrong. Pass the model's Hugging Face tokenizer instead (bench: --tokenizer "
+            "ORG/MODEL or a directory with its tokenizer.json)"
+        )
     vocab = _vocab(spelled)
     try:
         bpe = models.BPE(vocab, merges, ignore_merges=pre in _IGNORE_MERGES)
     except TypeError:  # tokenizers < 0.19 has no ignore_merges
         bpe = models.BPE(vocab, merges)
     raw = Tokenizer(bpe)
-    split = _SPLITS.get(pre) if isinstance(pre, str) else None
+    split = _SPLITS[pre] if pre is not None else None
     if split is None:
         raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     else:

@@ -1,6 +1,6 @@
 """``get_model`` and ``get_tokenizer``, as vLLM's benchmark defines them, without vLLM.
 
-Everything heavy (transformers, modelscope, mistral_common, gguf) is imported only when
+Everything heavy (transformers, modelscope, mistral_common) is imported only when
 one of these functions needs it, so ``import anyio_llmreq`` stays light. Every failure
 names what to install, or the path or name that was tried.
 """
@@ -88,16 +88,19 @@ def get_tokenizer(
     * ``tokenizer_mode="mistral"`` loads ``tekken.json`` or ``tokenizer.model*`` with
       ``mistral_common`` (the ``mistral`` extra) and returns a
       ``MistralTokenizerAdapter``; *trust_remote_code* and *kwargs* are ignored;
-    * a path to a ``.gguf`` file loads its tokenizer (needs ``gguf``) through
-      transformers, which reads GGUF files only with torch installed. Where that fails
-      with an ``ImportError``, this package reads the file itself and builds its
-      byte-level BPE ("gpt2") or SentencePiece ("llama") tokenizer, nearly every GGUF
+    * a path to a ``.gguf`` file loads its tokenizer through transformers, which reads
+      GGUF files only with torch and gguf installed. Where that fails with an
+      ``ImportError``, this package reads the file itself (needing neither) and builds
+      its byte-level BPE ("gpt2") or SentencePiece ("llama") tokenizer, nearly every GGUF
       file's, ignoring *kwargs* and *tokenizer_mode*; any other tokenizer model is an
-      ``ImportError`` that names torch;
+      ``ImportError`` that names torch, and a byte-level BPE whose
+      ``tokenizer.ggml.pre`` split is unknown here a ``ValueError`` that says to pass
+      the model's Hugging Face tokenizer;
     * anything else is ``transformers.AutoTokenizer.from_pretrained``.
 
     Raises:
-        ValueError: ``use_fast=True`` in slow mode.
+        ValueError: ``use_fast=True`` in slow mode; a GGUF file this package can't
+            read correctly.
         ImportError: a package this mode needs is missing; the message says which.
         OSError: nothing loadable at the path or name tried; the message names it.
     """
@@ -113,7 +116,8 @@ def get_tokenizer(
     auto_tokenizer = _auto_tokenizer()
     gguf_path = path if path.endswith(".gguf") and os.path.isfile(path) else None
     if gguf_path is not None:
-        _require_gguf(gguf_path)
+        # No gguf check here: without gguf (or torch) transformers raises ImportError
+        # and our own reader, which needs neither, takes over.
         kwargs.setdefault("gguf_file", os.path.basename(gguf_path))
         path = os.path.dirname(os.path.abspath(gguf_path))
     try:
@@ -147,16 +151,6 @@ def _load_gguf(path: str) -> Any:
     from ._gguf import load_gguf_tokenizer
 
     return load_gguf_tokenizer(path)
-
-
-def _require_gguf(path: str) -> None:
-    try:
-        importlib.import_module("gguf")
-    except ImportError as exc:
-        raise ImportError(
-            f"loading the tokenizer of the GGUF file {path!r} needs the gguf package: "
-            "pip install gguf"
-        ) from exc
 
 
 class _Encoding(dict[str, Any]):

@@ -18,6 +18,7 @@ from anyio_llmreq import (
     FinalTextDelta,
     OpenAIAudio,
     RequestFuncInput,
+    RequestSpec,
     ResultDelta,
     SSEEvent,
     StreamProtocolError,
@@ -26,6 +27,7 @@ from anyio_llmreq import (
     UsageDelta,
     async_request_openai_audio,
 )
+from anyio_llmreq._media import needs_media, prepare_media
 from anyio_llmreq._mock import MockBehaviour
 from anyio_llmreq._models import END, ErrorDelta
 from anyio_llmreq.backends._audio import form_value
@@ -45,11 +47,16 @@ def make_input(url: str = URL, **kwargs: object) -> RequestFuncInput:
     return RequestFuncInput("Hello", url, 3, 16, "org/model", **kwargs)  # type: ignore[arg-type]
 
 
+def build(request: RequestFuncInput) -> RequestSpec:
+    """What the client does: the media prepared (off the loop), then the sans-IO build."""
+    return OpenAIAudio().build_payload(prepare_media(request))
+
+
 # --- the upload ---------------------------------------------------------------------------
 
 
 def test_form_fields_in_reference_order_with_parseable_values() -> None:
-    spec = OpenAIAudio().build_payload(make_input())
+    spec = build(make_input())
     assert spec.json is None and spec.auth is True
     assert spec.data == {
         "model": "org/model",
@@ -73,7 +80,7 @@ def test_form_fields_in_reference_order_with_parseable_values() -> None:
 
 
 def test_the_audio_is_16_bit_pcm_wav() -> None:
-    spec = OpenAIAudio().build_payload(make_input())
+    spec = build(make_input())
     assert spec.files is not None
     filename, content, content_type = spec.files["file"]
     assert (filename, content_type) == ("audio.wav", "audio/wav")
@@ -87,7 +94,7 @@ def test_the_audio_is_16_bit_pcm_wav() -> None:
 
 
 def test_language_ignore_eos_model_name_and_extra_body_last() -> None:
-    spec = OpenAIAudio().build_payload(
+    spec = build(
         make_input(
             language="de",
             model_name="whisper",
@@ -123,7 +130,7 @@ def test_form_value() -> None:
 def test_audio_path_uses_the_file_and_its_name(tmp_path: Path) -> None:
     path = tmp_path / "clip.flac"
     soundfile.write(path, SAMPLES, RATE, format="FLAC")
-    spec = OpenAIAudio().build_payload(make_input(multi_modal_content={"audio_path": str(path)}))
+    spec = build(make_input(multi_modal_content={"audio_path": str(path)}))
     assert spec.files is not None
     assert spec.files["file"] == ("clip.flac", path.read_bytes(), None)
     assert spec.input_audio_duration == pytest.approx(0.25)
@@ -131,7 +138,7 @@ def test_audio_path_uses_the_file_and_its_name(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["http://h/v1/audio/translations", "http://h/start_profile"])
 def test_accepted_urls(url: str) -> None:
-    assert OpenAIAudio().build_payload(make_input(url)).url == url
+    assert build(make_input(url)).url == url
 
 
 @pytest.mark.parametrize(
@@ -152,13 +159,83 @@ def test_bad_requests_are_config_errors(request_kwargs: dict[str, object], match
     url = str(kwargs.pop("api_url", URL))
     request = make_input(url, **kwargs)
     with pytest.raises(ConfigError, match=match):
-        OpenAIAudio().build_payload(request)
+        build(request)
 
 
 def test_missing_soundfile_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "soundfile", None)
     with pytest.raises(ConfigError, match=r"anyio-llmreq\[audio\]"):
-        OpenAIAudio().build_payload(make_input())
+        prepare_media(make_input())
+
+
+# --- preparing the media (off the event loop) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, [AUDIO], {"image": 1}, {"audio_upload": ("a.wav", b"RIFF", "audio/wav")}, "x"],
+)
+def test_nothing_to_prepare_is_the_same_request(content: object) -> None:
+    request = make_input(multi_modal_content=content)
+    assert not needs_media(request)
+    assert prepare_media(request) is request
+
+
+def test_prepared_content_replaces_the_raw_keys_only() -> None:
+    request = make_input(multi_modal_content={**AUDIO, "audio_path": "/unread", "other": 1})
+    assert needs_media(request)
+    prepared = prepare_media(request)
+    assert prepared is not request and not needs_media(prepared)
+    assert request.multi_modal_content is not None and "audio" in request.multi_modal_content
+    mm = prepared.multi_modal_content
+    assert isinstance(mm, dict) and sorted(mm) == ["audio_duration", "audio_upload", "other"]
+    filename, content, content_type = mm["audio_upload"]
+    assert (filename, content_type) == ("audio.wav", "audio/wav")  # 'audio' wins
+    assert content.startswith(b"RIFF") and mm["audio_duration"] == pytest.approx(0.25)
+    assert prepared.prompt == request.prompt and prepared.api_url == request.api_url
+    assert OpenAIAudio().build_payload(prepared).files == {"file": mm["audio_upload"]}
+
+
+def test_audio_path_as_bytes_or_pathlike(tmp_path: Path) -> None:
+    path = tmp_path / "clip.wav"
+    soundfile.write(path, SAMPLES, RATE)
+    for given in (path, bytes(path)):
+        spec = build(make_input(multi_modal_content={"audio_path": given}))
+        assert spec.files is not None and spec.files["file"][0] == "clip.wav"
+
+
+def test_audio_path_that_is_not_a_path() -> None:
+    # open() would take an int as a file descriptor, and close it.
+    with pytest.raises(ConfigError, match="could not read audio_path 0"):
+        prepare_media(make_input(multi_modal_content={"audio_path": 0}))
+
+
+@pytest.mark.parametrize("key", ["audio", "audio_path"])
+def test_raw_audio_is_refused_by_the_sans_io_backend(key: str) -> None:
+    raw = {"audio": (SAMPLES, RATE), "audio_path": "/clip.wav"}[key]
+    with pytest.raises(ConfigError, match=r"call .*prepare_media\(request\) first"):
+        OpenAIAudio().build_payload(make_input(multi_modal_content={key: raw}))
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ({"audio_upload": b"RIFF"}, "filename, bytes"),
+        ({"audio_upload": ("a.wav", "text", None)}, "filename, bytes"),
+        ({"audio_upload": ("a.wav", b"", None), "audio_duration": -1.0}, "seconds"),
+        ({"audio_upload": ("a.wav", b"", None), "audio_duration": True}, "seconds"),
+    ],
+)
+def test_malformed_prepared_audio(content: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        OpenAIAudio().build_payload(make_input(multi_modal_content=content))
+
+
+def test_prepared_audio_without_a_duration_reports_none() -> None:
+    content = {"audio_upload": ("a.mp3", b"ID3", None)}
+    spec = OpenAIAudio().build_payload(make_input(multi_modal_content=content))
+    assert spec.files == {"file": ("a.mp3", b"ID3", None)}
+    assert spec.input_audio_duration == 0.0
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -248,6 +325,16 @@ async def test_stream(behaviour: MockBehaviour) -> None:
     assert (upload.filename, upload.content_type) == ("audio.wav", "audio/wav")
     # The file goes first, as in vLLM's form.
     assert rec.body.index(b'name="file"') < rec.body.index(b'name="model"')
+
+
+async def test_stream_of_prepared_audio() -> None:
+    # The backend end to end on its own, whether or not the client prepares media.
+    prepared = prepare_media(make_input()).multi_modal_content
+    out, server = await run("openai-audio", PATH, output_len=2, multi_modal_content=prepared)
+    check_stream(out, 2)
+    assert out.input_audio_duration == pytest.approx(0.25)
+    (rec,) = server.requests
+    assert rec.files["file"].filename == "audio.wav"
 
 
 async def test_server_that_does_not_stream() -> None:

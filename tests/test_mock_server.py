@@ -25,7 +25,6 @@ from anyio_llmreq._mock import (
 pytestmark = pytest.mark.anyio
 
 
-
 COMPLETION = {
     "model": "m1",
     "prompt": "one two three",
@@ -650,6 +649,98 @@ async def test_bad_http_gets_400():
                     pass
     assert reply.startswith(b"HTTP/1.1 400 ")
     assert server.errors == []
+
+
+LIMIT = 64
+
+
+async def exchange(server: MockServer, data: bytes) -> bytes:
+    """Send *data* and read until the server closes. The server must answer without
+    the rest of any body *data* announces: nothing more is ever sent."""
+    async with await anyio.connect_tcp(server.host, server.port) as s:
+        await s.send(data)
+        reply = b""
+        with anyio.fail_after(5):
+            try:
+                while chunk := await s.receive():
+                    reply += chunk
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+    return reply
+
+
+def assert_413(reply: bytes, limit: int = LIMIT) -> None:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), reply[:200]
+    assert b"connection: close" in head.lower()
+    assert b"100 continue" not in head.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == 413 and str(limit) in error["message"]
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 65\r\n\r\n{",
+        b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 65\r\n"
+        b"expect: 100-continue\r\n\r\n",
+        # One chunk over the limit, refused on its size line.
+        b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n41\r\n",
+        # Chunks that pass the limit together; no terminating chunk ever comes.
+        b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+        + b"20\r\n"
+        + b"x" * 32
+        + b"\r\n"
+        + b"20\r\n"
+        + b"x" * 32
+        + b"\r\n"
+        + b"1\r\n",
+    ],
+    ids=["content-length", "expect-100-continue", "chunk", "chunks"],
+)
+async def test_body_over_the_limit_gets_413_unread(request_head: bytes) -> None:
+    async with open_mock_server(max_body_size=LIMIT) as server:
+        assert_413(await exchange(server, request_head))
+        assert server.requests == [] and server.stats.requests == 0
+        assert server.errors == []
+
+
+async def test_body_at_the_limit_is_read() -> None:
+    body = json.dumps({"prompt": "a", "max_tokens": 1, "pad": ""}).encode()
+    body = body[:-2] + b"x" * (LIMIT - len(body)) + body[-2:]
+    assert len(body) == LIMIT
+    async with open_mock_server(max_body_size=LIMIT) as server, client(server) as c:
+        r = await c.post("/v1/completions", content=body)
+        too_big = await c.post("/v1/completions", content=body + b" ")
+        again = await c.post("/v1/completions", content=body)
+    assert r.status_code == again.status_code == 200
+    assert too_big.status_code == 413
+    assert server.stats.connections == 2  # the 413 closed the first one
+    assert server.errors == []
+
+
+async def test_default_body_limit_is_16_mib() -> None:
+    async with open_mock_server() as server:
+        assert server.max_body_size == 16 * 1024 * 1024
+        declared = b"content-length: %d\r\n" % (16 * 1024 * 1024 + 1)
+        assert_413(
+            await exchange(server, b"POST /v1/completions HTTP/1.1\r\n" + declared + b"\r\n"),
+            16 * 1024 * 1024,
+        )
+
+
+def test_server_thread_and_cli_take_the_body_limit() -> None:
+    with MockServerThread(max_body_size=LIMIT) as server:
+        assert server.max_body_size == LIMIT
+    import argparse
+
+    from anyio_llmreq._mock._cli import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    assert parser.parse_args(["mock-server"]).max_body_size == 16 * 1024 * 1024
+    args = parser.parse_args(["mock-server", "--max-body-size", "-1"])
+    assert args.func(args) == 2
 
 
 # --- sync pieces -----------------------------------------------------------------------------

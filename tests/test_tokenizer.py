@@ -495,7 +495,7 @@ PARITY_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("pre", [None, "llama-bpe", "qwen2", "gpt-4o", "tekken", "unknown-pre"])
+@pytest.mark.parametrize("pre", [None, "gpt-2", "llama-bpe", "qwen2", "gpt-4o", "tekken"])
 def test_gguf_byte_level_matches_transformers_gguf_reader(
     tmp_path: Path, byte_bpe: Any, pre: str | None, no_torch: Any
 ) -> None:
@@ -546,6 +546,26 @@ def assert_same_ids_as_transformers(path: Path, tokenizer_dict: dict[str, Any]) 
         ids = tok(text, add_special_tokens=False).input_ids
         assert ids == reference.encode(text, add_special_tokens=False).ids, text
         assert tok.decode(ids) == reference.decode(ids, skip_special_tokens=False), text
+
+
+def test_gguf_unknown_pre_tokenizer_is_refused(
+    tmp_path: Path, byte_bpe: Any, no_torch: Any
+) -> None:
+    """A split this package doesn't know would give wrong counts silently: refused, with
+    the name, the known ones and what to do instead."""
+    import gguf
+
+    tokens, merges = bpe_tokens_and_merges(byte_bpe)
+    types = [gguf.TokenType.CONTROL] * 2 + [gguf.TokenType.NORMAL] * (len(tokens) - 2)
+    path = write_gguf(
+        tmp_path / "new.gguf", "gpt2", tokens, types, merges=merges, pre="brand-new-pre"
+    )
+    with pytest.raises(ValueError, match=r"tokenizer\.ggml\.pre='brand-new-pre'") as info:
+        get_tokenizer(str(path))
+    message = str(info.value)
+    assert str(path) in message
+    assert "llama-bpe" in message and "qwen2" in message and "gpt-2" in message
+    assert "--tokenizer" in message
 
 
 def bpe_tokens_and_merges(byte_bpe: Any) -> tuple[list[str], list[str]]:
@@ -635,20 +655,19 @@ def test_gguf_file_cut_short(tmp_path: Path, gguf_file: Path, no_torch: Any) -> 
         get_tokenizer(str(path))
 
 
-def test_gguf_without_the_gguf_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gguf_without_the_gguf_package(
+    gguf_file: Path, byte_bpe: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Our reader needs no gguf; transformers, which does, fails over to it.
     monkeypatch.setitem(sys.modules, "gguf", None)
-    path = tmp_path / "model-Q4_K_M.gguf"
-    path.write_bytes(b"GGUF")
-    with pytest.raises(ImportError, match=r"pip install gguf") as info:
-        get_tokenizer(str(path))
-    assert str(path) in str(info.value)
+    tok = get_tokenizer(str(gguf_file))
+    assert tok.encode("the dog sat") == byte_bpe.encode("the dog sat").ids
 
 
 def test_gguf_file_loads_through_transformers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # transformers reads the file where it can (with torch installed).
-    monkeypatch.setitem(sys.modules, "gguf", types.ModuleType("gguf"))
     calls = spy_auto_tokenizer(monkeypatch)
     path = tmp_path / "model.gguf"
     path.write_bytes(b"GGUF")

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from ._behaviour import MockBehaviour
+from ._http import MAX_BODY
 from ._server import open_mock_server
 
 __all__ = ["add_parser", "run"]
@@ -36,6 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--model", default="mock-model", help="served model name")
     p.add_argument("--loop", choices=sorted(_LOOPS), default="asyncio")
     p.add_argument("--record", action="store_true", help="keep requests for /mock/requests")
+    p.add_argument(
+        "--max-body-size",
+        type=int,
+        default=MAX_BODY,
+        metavar="BYTES",
+        help="larger request bodies are answered 413 (default: 16 MiB)",
+    )
     timing = p.add_argument_group("timing and output")
     timing.add_argument("--ttft", type=float, default=0.0, help="seconds to the first event")
     timing.add_argument("--itl", type=float, default=0.0, help="seconds between events")
@@ -97,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"anyio-llmreq mock-server: {exc}")
         return 2
+    if args.max_body_size < 0:
+        print(f"anyio-llmreq mock-server: --max-body-size must be >= 0, not {args.max_body_size}")
+        return 2
     backend, options = _LOOPS[args.loop]
     try:
         anyio.run(_serve, args, behaviour, backend=backend, backend_options=options)
@@ -108,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace, behaviour: MockBehaviour) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_mock_server(
-            behaviour, host=args.host, port=args.port, model=args.model, record=args.record
+            behaviour,
+            host=args.host,
+            port=args.port,
+            model=args.model,
+            record=args.record,
+            max_body_size=args.max_body_size,
         ) as server:
             print(f"mock server listening on {server.base_url}", flush=True)
             async for _ in signals:

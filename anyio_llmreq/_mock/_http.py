@@ -17,6 +17,8 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from ._records import UploadedFile
 
 __all__ = [
+    "MAX_BODY",
+    "BodyTooLarge",
     "HTTPRequest",
     "ProtocolError",
     "chunk",
@@ -27,12 +29,24 @@ __all__ = [
 
 _MAX_HEAD = 64 * 1024
 _MAX_CHUNK_LINE = 1024
+#: The default cap on a request body: audio uploads and long prompts fit; a runaway or
+#: hostile client can't make the server buffer what it likes.
+MAX_BODY = 16 * 1024 * 1024
 TERMINATOR = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class ProtocolError(Exception):
     """The client sent something that is not HTTP/1.x we understand."""
+
+    #: The status the server answers with before it closes the connection.
+    status = 400
+
+
+class BodyTooLarge(ProtocolError):
+    """The request body is over the server's limit; the rest of it is left unread."""
+
+    status = 413
 
 
 @attrs.frozen
@@ -66,9 +80,17 @@ class HTTPRequest:
 
 
 async def read_request(
-    reader: BufferedByteReceiveStream, send_continue: anyio.abc.ByteSendStream
+    reader: BufferedByteReceiveStream,
+    send_continue: anyio.abc.ByteSendStream,
+    max_body: int = MAX_BODY,
 ) -> HTTPRequest | None:
-    """Read one request; None when the client closed cleanly between requests."""
+    """Read one request; None when the client closed cleanly between requests.
+
+    Raises:
+        BodyTooLarge: the body is (or declares itself) over *max_body* bytes; it is
+            refused before it is read (and before a ``100 Continue``).
+        ProtocolError: anything else that is not HTTP/1.x as we read it.
+    """
     try:
         head = await reader.receive_until(b"\r\n\r\n", _MAX_HEAD)
     except anyio.IncompleteRead:
@@ -80,9 +102,14 @@ async def read_request(
     received_at = time.perf_counter()
     method, target, version, headers = _parse_head(head.lstrip(b"\r\n"))
     request = HTTPRequest(method, target, version, headers, b"", received_at)
+    chunked = "chunked" in (request.header("transfer-encoding") or "").lower()
+    size = 0 if chunked else _content_length(request, max_body)
     if (request.header("expect") or "").lower() == "100-continue":
         await send_continue.send(CONTINUE)
-    body = await _read_body(reader, request)
+    if chunked:
+        body = await _read_chunked(reader, max_body)
+    else:
+        body = await reader.receive_exactly(size) if size else b""
     return attrs.evolve(request, body=body)
 
 
@@ -103,31 +130,42 @@ def _parse_head(head: bytes) -> tuple[str, str, str, list[tuple[str, str]]]:
     return method, target, version, headers
 
 
-async def _read_body(reader: BufferedByteReceiveStream, request: HTTPRequest) -> bytes:
-    if "chunked" in (request.header("transfer-encoding") or "").lower():
-        return await _read_chunked(reader)
+def _content_length(request: HTTPRequest, max_body: int) -> int:
+    """The declared body size (0 without one), checked against *max_body*."""
     length = request.header("content-length")
     if length is None:
-        return b""
+        return 0
     try:
         size = int(length)
     except ValueError:
         raise ProtocolError(f"bad Content-Length {length!r}") from None
     if size < 0:
         raise ProtocolError(f"bad Content-Length {length!r}")
-    return await reader.receive_exactly(size) if size else b""
+    if size > max_body:
+        raise BodyTooLarge(
+            f"request body of {size} bytes is over this server's limit of {max_body} bytes"
+        )
+    return size
 
 
-async def _read_chunked(reader: BufferedByteReceiveStream) -> bytes:
+async def _read_chunked(reader: BufferedByteReceiveStream, max_body: int) -> bytes:
     parts: list[bytes] = []
+    total = 0
     while True:
         line = await reader.receive_until(b"\r\n", _MAX_CHUNK_LINE)
         try:
             size = int(line.split(b";", 1)[0].strip(), 16)
         except ValueError:
             raise ProtocolError(f"bad chunk size line {line[:100]!r}") from None
+        if size < 0:
+            raise ProtocolError(f"bad chunk size line {line[:100]!r}")
         if size == 0:
             break
+        total += size
+        if total > max_body:  # refused on the size line, before the chunk is read
+            raise BodyTooLarge(
+                f"chunked request body is over this server's limit of {max_body} bytes"
+            )
         parts.append(await reader.receive_exactly(size))
         if await reader.receive_exactly(2) != b"\r\n":
             raise ProtocolError("chunk not followed by CRLF")

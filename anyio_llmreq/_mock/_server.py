@@ -21,7 +21,15 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from . import _dialects
 from ._behaviour import MockBehaviour
 from ._dialects import BodyReply, Context, Reply, StreamReply
-from ._http import TERMINATOR, HTTPRequest, ProtocolError, chunk, read_request, response_head
+from ._http import (
+    MAX_BODY,
+    TERMINATOR,
+    HTTPRequest,
+    ProtocolError,
+    chunk,
+    read_request,
+    response_head,
+)
 from ._http import parse_multipart as _parse_multipart
 from ._records import RecordedRequest, ServerStats
 
@@ -142,12 +150,17 @@ class MockServer:
 
     ``behaviour`` may be replaced between requests; ``requests`` holds the
     :class:`RecordedRequest` list when ``record`` is true; ``stats`` always counts.
+    A request body over ``max_body_size`` bytes (16 MiB by default) is answered 413,
+    with a JSON error, and its connection closed without reading the rest.
     """
 
     host: str
     port: int
     model: str = "mock-model"
     record: bool = True
+    max_body_size: int = attrs.field(
+        default=MAX_BODY, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
+    )
     _behaviour: MockBehaviour = attrs.field(factory=MockBehaviour, alias="behaviour")
     requests: list[RecordedRequest] = attrs.Factory(list)
     stats: ServerStats = attrs.Factory(ServerStats)
@@ -192,9 +205,11 @@ class MockServer:
                     while await self._serve_one(conn):
                         pass
                 except ProtocolError as exc:
-                    body, ctype = _dialects.error_body(400, str(exc))
-                    await conn.send(response_head(400, ctype, length=len(body), keep_alive=False))
-                    await conn.send(body)
+                    # The connection's framing can't be trusted past this (or, for a body
+                    # too large, the rest is not worth reading): answer and close.
+                    body, ctype = _dialects.error_body(exc.status, str(exc))
+                    head = response_head(exc.status, ctype, length=len(body), keep_alive=False)
+                    await conn.send(head + body)
         except _CLIENT_GONE:
             stats.client_disconnects += 1
         except Exception:
@@ -206,7 +221,7 @@ class MockServer:
             stats.active_connections -= 1
 
     async def _serve_one(self, conn: _Conn) -> bool:
-        req = await read_request(conn.reader, conn.stream)
+        req = await read_request(conn.reader, conn.stream, self.max_body_size)
         if req is None:
             return False
         conn.trickle = False
@@ -597,21 +612,26 @@ async def open_mock_server(
     port: int = 0,
     model: str = "mock-model",
     record: bool = True,
+    max_body_size: int = MAX_BODY,
 ) -> AsyncIterator[MockServer]:
     """Listen on ``host:port`` (0 picks a free port) and serve until the block exits.
+
+    A request body over *max_body_size* bytes is answered 413 (see :class:`MockServer`).
 
     Every connection is handled in a task of the server's own task group, which is
     cancelled on exit, so no handler outlives the block.
     """
+    server = MockServer(
+        host=host,
+        port=port,
+        model=model,
+        record=record,
+        max_body_size=max_body_size,
+        behaviour=behaviour or MockBehaviour(),
+    )  # before listening, so a bad argument opens no socket
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener, anyio.create_task_group() as tg:
-        server = MockServer(
-            host=host,
-            port=listener.extra(SocketAttribute.local_port),
-            model=model,
-            record=record,
-            behaviour=behaviour or MockBehaviour(),
-        )
+        server.port = listener.extra(SocketAttribute.local_port)
         tg.start_soon(listener.serve, server.serve_connection, tg)
         try:
             yield server

@@ -11,6 +11,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from ._behaviour import MockBehaviour
+from ._http import MAX_BODY
 from ._server import MockServer, open_mock_server
 
 __all__ = ["MockServerThread"]
@@ -40,6 +41,7 @@ class MockServerThread:
         port: int = 0,
         model: str = "mock-model",
         record: bool = True,
+        max_body_size: int = MAX_BODY,
     ) -> None:
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {sorted(_BACKENDS)}, not {backend!r}")
@@ -49,6 +51,7 @@ class MockServerThread:
         self._port = port
         self._model = model
         self._record = record
+        self._max_body_size = max_body_size
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: MockServer | None = None
@@ -118,6 +121,7 @@ class MockServerThread:
             port=self._port,
             model=self._model,
             record=self._record,
+            max_body_size=self._max_body_size,
         ) as server:
             self._server = server
             self._ready.set()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import io
 import json
-import os
 from collections.abc import Sequence
 from typing import Any, ClassVar, final
 
@@ -34,61 +31,51 @@ from ._base import (
 )
 from ._openai import chat_deltas
 
-__all__ = ["OpenAIAudio", "form_value"]
+__all__ = ["AUDIO_DURATION", "AUDIO_UPLOAD", "RAW_AUDIO_KEYS", "OpenAIAudio", "form_value"]
 
-_EXTRA = "install the audio extra: pip install 'anyio-llmreq[audio]'"
-_SHAPE = (
+#: The prepared audio, as ``anyio_llmreq._media.prepare_media`` leaves it in
+#: ``multi_modal_content``: ``(filename, content, content_type)``, the multipart file as
+#: sent (content type ``None`` for a file sent under its own name)...
+AUDIO_UPLOAD = "audio_upload"
+#: ... and its length in seconds (float), reported as ``input_audio_duration``.
+AUDIO_DURATION = "audio_duration"
+#: vLLM's raw audio keys, which ``prepare_media`` reads or encodes and replaces.
+RAW_AUDIO_KEYS = ("audio", "audio_path")
+
+SHAPE = (
     "multi_modal_content must be a dict containing 'audio' (samples, sampling_rate) "
     "or 'audio_path' for openai-audio"
 )
+_UNPREPARED = (
+    "openai-audio got raw audio ('audio' or 'audio_path') in multi_modal_content: call "
+    "anyio_llmreq._media.prepare_media(request) first, in a worker thread (Client.send "
+    "does); backends read no files and encode no audio"
+)
 
 
-def _soundfile() -> Any:
-    try:
-        return importlib.import_module("soundfile")
-    except ImportError as exc:
-        raise ConfigError(f"openai-audio needs soundfile ({exc}); {_EXTRA}") from None
-    except OSError as exc:  # soundfile is there, libsndfile is not
-        raise ConfigError(f"openai-audio could not load libsndfile ({exc}); {_EXTRA}") from None
-
-
-def _wav(audio: Any) -> tuple[bytes, float]:
-    """Encode ``(samples, sampling_rate)`` as 16-bit PCM WAV; return it and its duration."""
-    try:
-        samples, rate = audio
-    except (TypeError, ValueError):
-        raise ConfigError(f"{_SHAPE}; 'audio' is not a pair: {audio!r:.80}") from None
-    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
-        raise ConfigError(f"the audio sampling rate must be a positive int, got {rate!r}")
-    soundfile = _soundfile()
-    try:
-        numpy = importlib.import_module("numpy")
-    except ImportError:
-        raise ConfigError(f"openai-audio needs numpy; {_EXTRA}") from None
-    array = numpy.asarray(samples)
-    if array.ndim not in (1, 2) or array.shape[0] == 0:
-        raise ConfigError(f"audio samples must be a non-empty 1-D or 2-D array, got {array.shape}")
-    buffer = io.BytesIO()
-    try:
-        soundfile.write(buffer, array, rate, format="WAV", subtype="PCM_16")
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"could not encode the audio as WAV: {exc}") from None
-    return buffer.getvalue(), array.shape[0] / rate
-
-
-def _file(path: Any) -> tuple[bytes, float]:
-    """Read an audio file; return its bytes and duration."""
-    soundfile = _soundfile()
-    try:
-        with open(path, "rb") as f:
-            content = f.read()
-    except (OSError, TypeError) as exc:
-        raise ConfigError(f"could not read audio_path {path!r}: {exc}") from None
-    try:
-        duration = float(soundfile.info(io.BytesIO(content)).duration)
-    except Exception:  # a format libsndfile can't read: the server may still can
-        duration = 0.0
-    return content, duration
+def _prepared_audio(mm: Any) -> tuple[tuple[str, bytes, str | None], float]:
+    """The upload and duration ``prepare_media`` put in *mm*; ``ConfigError`` otherwise."""
+    if not isinstance(mm, dict):
+        raise ConfigError(SHAPE)
+    if AUDIO_UPLOAD not in mm:
+        raise ConfigError(_UNPREPARED if any(k in mm for k in RAW_AUDIO_KEYS) else SHAPE)
+    upload, duration = mm[AUDIO_UPLOAD], mm.get(AUDIO_DURATION, 0.0)
+    if not (
+        type(upload) is tuple
+        and len(upload) == 3
+        and isinstance(upload[0], str)
+        and isinstance(upload[1], bytes)
+        and (upload[2] is None or isinstance(upload[2], str))
+    ):
+        raise ConfigError(
+            f"multi_modal_content[{AUDIO_UPLOAD!r}] must be (filename, bytes, content type "
+            f"or None), as prepare_media makes it; got {upload!r:.80}"
+        )
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+        raise ConfigError(
+            f"multi_modal_content[{AUDIO_DURATION!r}] must be seconds >= 0, got {duration!r}"
+        )
+    return upload, float(duration)
 
 
 def form_value(value: Any) -> str:
@@ -118,6 +105,13 @@ def _usage(usage: Any) -> UsageDelta | None:
 class OpenAIAudio:
     """Speech to text, streamed as chat-style chunks (vLLM's form fields and order).
 
+    Sans-IO: it takes the audio prepared, never raw. ``multi_modal_content`` holds
+    ``"audio_upload"``, the file as sent, ``(filename, bytes, content_type or None)``,
+    and ``"audio_duration"``, its seconds, as ``anyio_llmreq._media.prepare_media``
+    makes them from vLLM's raw ``"audio"`` ``(samples, sampling_rate)`` pair (a 16-bit
+    PCM ``audio.wav``) or ``"audio_path"`` file (sent under its own name). ``Client``
+    prepares requests that need it; raw audio given here is a ``ConfigError``.
+
     The audio goes first, as ``file``; form values are sent as servers parse them
     (``true``, ``0.0``, JSON for dicts and lists, a ``None`` in ``extra_body`` drops the
     field), and the request's ``language`` is honoured (default ``"en"``). A JSON
@@ -131,15 +125,7 @@ class OpenAIAudio:
         validate_url(
             request.api_url, "OpenAI Audio API", ("transcriptions", "translations", "profile")
         )
-        mm = request.multi_modal_content
-        if isinstance(mm, dict) and "audio" in mm:
-            content, duration = _wav(mm["audio"])
-            upload: tuple[str, bytes, str | None] = ("audio.wav", content, "audio/wav")
-        elif isinstance(mm, dict) and "audio_path" in mm:
-            content, duration = _file(mm["audio_path"])
-            upload = (os.path.basename(os.fspath(mm["audio_path"])), content, None)
-        else:
-            raise ConfigError(_SHAPE)
+        upload, duration = _prepared_audio(request.multi_modal_content)
         fields: dict[str, Any] = {
             "model": request.model_name if request.model_name else request.model,
             "temperature": 0.0,
