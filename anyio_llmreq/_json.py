@@ -1,28 +1,151 @@
-"""JSON through orjson when it is installed (the ``fast`` extra), else the stdlib."""
+"""JSON with one behaviour, whether or not orjson (the ``fast`` extra) is installed.
+
+The standard library is the definition::
+
+    loads(data) == json.loads(data)
+    dumps(obj) == json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
+                            allow_nan=False).encode()
+
+save that nesting too deep for the stack raises ``ValueError`` (``JSONDecodeError`` from
+``loads``) instead of ``RecursionError``. orjson is only a fast path, taken where it
+gives the same result: the same values, the same bytes, the same exceptions (type and
+message) in both modes.
+
+``loads`` tries orjson and, on any orjson error, calls the stdlib, so what only the
+stdlib accepts (``NaN``, ``-Infinity``, ``1e400``, lone surrogates, a BOM or UTF-16/32
+in bytes) parses as the stdlib parses it, and what neither accepts raises the stdlib's
+error (``json.JSONDecodeError``, or ``UnicodeDecodeError`` for bytes that are not text:
+``ValueError`` either way). orjson reads integers outside the 64-bit range as floats, so
+a text with a run of 19 digits goes to the stdlib too, which keeps them exact: one scan
+of the text, about half the cost of orjson's parse. One difference is left: orjson nests
+1024 deep; on Python 3.10/3.11 the stdlib stops near 1000 less the caller's stack depth,
+so a text nested between the two parses only with orjson.
+
+``dumps`` first walks the containers (not the text): orjson writes only objects made of
+exact ``dict`` (``str`` keys), ``list``, ``tuple``, ``str``, ``int``, ``bool``, ``None``
+and floats with ``1e-4 <= abs(x) < 1e16`` or zero, where its output is the stdlib's byte
+for byte (outside that range they write exponents differently: ``1e-05`` against
+``0.00001`` or ``1e-5``, and older orjson ``1e16`` against ``1e+16``). Everything else
+goes to the stdlib: non-``str`` keys (``{50256: -100}`` is written ``{"50256":-100}``),
+subclasses, integers beyond 64 bits, and what the stdlib refuses with ``TypeError`` but
+orjson would write (dataclasses, datetimes, UUIDs, enums, numpy values).
+
+``NaN`` and the infinities are not JSON, and ``dumps`` refuses them with the stdlib's
+``ValueError`` before any I/O, as httpx's own ``json=`` does. Sending ``NaN`` (vLLM's
+aiohttp client, the stdlib's default) gets an error from strict servers and a NaN
+sampling parameter from lenient ones; orjson's ``null`` silently becomes the server's
+default. ``loads`` accepts them, as ``json.loads`` does: servers send them.
+
+``std_loads``/``std_dumps`` are the definitions, ``fast_loads``/``fast_dumps`` the orjson
+paths (``None`` without orjson), ``loads``/``dumps`` the pair in use. Modules import
+``loads``/``dumps`` by name (no indirection per call); a test that forces one pair binds
+it in every module that imported them (``json_impl`` in ``tests/conftest.py``).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["dumps", "loads"]
 
-from collections.abc import Callable
+Loads = Callable[[str | bytes], Any]
+Dumps = Callable[[Any], bytes]
 
-loads: Callable[[str | bytes], Any]
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def std_loads(data: str | bytes) -> Any:
+    """``json.loads``, with nesting too deep for the stack a ``JSONDecodeError``."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        doc = data if isinstance(data, str) else ""
+        raise json.JSONDecodeError("JSON nested too deeply", doc, 0) from None
+
+
+def std_dumps(obj: Any) -> bytes:
+    """Encode compactly to UTF-8 bytes: strict JSON (no ``NaN``), non-ASCII kept.
+
+    Nesting too deep for the stack is a ``ValueError``, like a circular reference.
+    """
+    try:
+        return _encode(obj).encode()
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+fast_loads: Loads | None = None
+fast_dumps: Dumps | None = None
 
 try:
     import orjson
 except ImportError:  # pragma: no cover - exercised when the extra is absent
-    loads = json.loads
-
-    def dumps(obj: Any) -> bytes:
-        """Encode compactly to UTF-8 bytes."""
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-
+    pass
 else:
-    loads = orjson.loads
+    _orjson_loads = orjson.loads
+    _orjson_dumps = orjson.dumps
+    _OrjsonDecodeError = orjson.JSONDecodeError
+    _OrjsonEncodeError = orjson.JSONEncodeError
+    # Digits to "0", so that a run of 19 digits (an integer orjson may read as a float)
+    # is one substring search.
+    _ZEROED = bytes.maketrans(b"123456789", b"000000000")
+    _LONG_RUN = b"0" * 19
+    _LEAVES = frozenset((str, int, bool, type(None)))
+    # orjson nests about 250 deep; the walk gives up sooner (cycles too) for the stdlib.
+    _MAX_DEPTH = 200
 
-    def dumps(obj: Any) -> bytes:
-        """Encode compactly to UTF-8 bytes."""
-        return orjson.dumps(obj)
+    def _orjson_loads_as_stdlib(data: str | bytes) -> Any:
+        """``std_loads(data)``, through orjson when that gives the same result."""
+        try:
+            obj = _orjson_loads(data)
+        except _OrjsonDecodeError:
+            return std_loads(data)
+        if type(data) is str:
+            raw = data.encode()  # orjson accepted it: no lone surrogates
+        elif type(data) is bytes:
+            raw = data
+        else:  # bytearray, memoryview: what the stdlib makes of them
+            return std_loads(data)
+        if _LONG_RUN in raw.translate(_ZEROED):
+            return std_loads(data)
+        return obj
+
+    def _plain(items: Any, depth: int) -> bool:
+        """Whether orjson writes the container *items* byte for byte as the stdlib does."""
+        if type(items) is dict:
+            for key in items:
+                if type(key) is not str:
+                    return False
+            items = items.values()
+        elif len(items) > 16 and set(map(type, items)) <= _LEAVES:
+            return True  # a long list of scalars (token ids): one pass in C
+        for value in items:
+            kind = type(value)
+            if kind in _LEAVES:
+                continue
+            if kind is float:
+                if not (1e-4 <= abs(value) < 1e16 or value == 0.0):  # NaN fails both
+                    return False
+            elif kind is dict or kind is list or kind is tuple:
+                if depth >= _MAX_DEPTH or not _plain(value, depth + 1):
+                    return False
+            else:
+                return False
+        return True
+
+    def _orjson_dumps_as_stdlib(obj: Any) -> bytes:
+        """``std_dumps(obj)``, through orjson when that gives the same bytes."""
+        if _plain((obj,), 0):
+            try:
+                return _orjson_dumps(obj)
+            except _OrjsonEncodeError:  # integers beyond 64 bits, lone surrogates
+                pass
+        return std_dumps(obj)
+
+    fast_loads = _orjson_loads_as_stdlib
+    fast_dumps = _orjson_dumps_as_stdlib
+
+loads: Loads = fast_loads or std_loads
+dumps: Dumps = fast_dumps or std_dumps

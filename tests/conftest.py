@@ -1,22 +1,20 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is in the test extra where it builds
-    uvloop = None
+from anyio_llmreq import _json
 
-_no_uvloop = [pytest.mark.skip(reason="uvloop not installed")] if uvloop is None else []
+_LOOPS = [pytest.param(("asyncio", {}), id="asyncio"), pytest.param(("trio", {}), id="trio")]
+if sys.platform != "win32":
+    # uvloop is in the test extra wherever it builds: missing, it is an error, not a skip.
+    import uvloop  # noqa: F401
+
+    _LOOPS.insert(1, pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop", marks=_no_uvloop),
-        pytest.param(("trio", {}), id="trio"),
-    ]
-)
+@pytest.fixture(params=_LOOPS)
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """Every async test runs on asyncio, asyncio with uvloop, and trio."""
     return request.param  # type: ignore[no-any-return]
@@ -38,3 +36,28 @@ def hf_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     # huggingface_hub reads the variable once, at import.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.delenv("VLLM_USE_MODELSCOPE", raising=False)
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def json_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the orjson JSON path, then with the standard library's.
+
+    ``loads``/``dumps`` are imported by name, so the chosen pair is bound wherever the
+    package imported them (no per-call indirection to patch instead).
+    """
+    impl: str = request.param
+    chosen: dict[str, object] = {"loads": _json.std_loads, "dumps": _json.std_dumps}
+    if impl == "orjson":
+        if _json.fast_loads is None or _json.fast_dumps is None:
+            pytest.fail("orjson is in the test extra; install it")
+        chosen = {"loads": _json.fast_loads, "dumps": _json.fast_dumps}
+    known = {
+        "loads": {_json.std_loads, _json.fast_loads} - {None},
+        "dumps": {_json.std_dumps, _json.fast_dumps} - {None},
+    }
+    for name, module in list(sys.modules.items()):
+        if name == "anyio_llmreq" or name.startswith("anyio_llmreq."):
+            for attr, func in chosen.items():
+                if getattr(module, attr, None) in known[attr]:
+                    monkeypatch.setattr(module, attr, func)
+    return impl

@@ -25,7 +25,8 @@ from anyio_llmreq._models import ErrorDelta
 
 from .mock_run import STALL_READ, check_whole_body, run, words
 
-pytestmark = pytest.mark.anyio
+# Every test with the orjson JSON path and with the stdlib's (tests/conftest.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("json_impl")]
 
 URL = "http://h/v1/completions"
 

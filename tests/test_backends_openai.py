@@ -17,6 +17,9 @@ from anyio_llmreq import (
 )
 from anyio_llmreq._models import END, Accumulator, ErrorDelta
 
+# Every test with the orjson JSON path and with the stdlib's (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("json_impl")
+
 
 def make_input(url: str, **kwargs: object) -> RequestFuncInput:
     return RequestFuncInput("Hello", url, 3, 16, "org/model", **kwargs)  # type: ignore[arg-type]

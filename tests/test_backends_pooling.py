@@ -28,7 +28,8 @@ from anyio_llmreq._models import ErrorDelta
 
 from .mock_run import STALL_READ, check_whole_body, run
 
-pytestmark = pytest.mark.anyio
+# Every test with the orjson JSON path and with the stdlib's (tests/conftest.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("json_impl")]
 
 
 def make_input(url: str, prompt: object = "Hello", **kwargs: object) -> RequestFuncInput:

@@ -26,7 +26,8 @@ from anyio_llmreq._models import END, ErrorDelta, ResultDelta
 
 from .mock_run import STALL_READ, check_stream, run, words
 
-pytestmark = pytest.mark.anyio
+# Every test with the orjson JSON path and with the stdlib's (tests/conftest.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("json_impl")]
 
 URL = "http://h/generate_stream"
 

@@ -23,7 +23,8 @@ from anyio_llmreq._models import END, ErrorDelta
 
 from .mock_run import STALL_READ, check_stream, run, words
 
-pytestmark = pytest.mark.anyio
+# Every test with the orjson JSON path and with the stdlib's (tests/conftest.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("json_impl")]
 
 URL = "http://h/v2/models/ensemble/generate_stream"
 
