@@ -33,6 +33,7 @@ from ._compat import async_request_tgi as async_request_tgi
 from ._compat import async_request_trt_llm as async_request_trt_llm
 from ._compat import async_request_vllm_pooling as async_request_vllm_pooling
 from ._compat import async_request_vllm_rerank as async_request_vllm_rerank
+from ._compat import set_default_timeouts as set_default_timeouts
 from ._engine import Timeouts as Timeouts
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import EmptyResponseError as EmptyResponseError
@@ -153,4 +154,5 @@ __all__ = (
     "open_mock_server",
     "register_backend",
     "run_benchmark",
+    "set_default_timeouts",
 )

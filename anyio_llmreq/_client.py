@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -26,10 +27,12 @@ from ._engine import (
     check_status,
     close_chunks,
     is_event_stream,
+    redirect_request,
 )
 from ._exceptions import ConfigError, RequestTimeout
+from ._media import needs_media, prepare_media
 from ._models import Delta, RequestFuncInput, RequestFuncOutput
-from ._sse import DEFAULT_MAX_EVENT_BYTES
+from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
 from ._transport import AnyioTransport, body_pusher, body_released
 from .backends._base import Backend, api_key_from_env
 from .backends._registry import get_backend
@@ -37,6 +40,11 @@ from .backends._registry import get_backend
 __all__ = ["Client", "ResponseStream", "TimedDelta", "default_transport"]
 
 _URL_CACHE = 1024
+_MAX_REDIRECTS = 20  # httpx's default
+_DEFAULT_TIMEOUTS = Timeouts()
+# How long a read started after the total deadline may wait: long enough to take what
+# had already arrived, too short to wait for more.
+_LATE_READ_SECONDS = 0.005
 # What httpx's client would send by default, less Accept-Encoding: a compressed event
 # stream would be held back by the compressor and decoded at a cost.
 _DEFAULT_HEADERS = {
@@ -44,9 +52,10 @@ _DEFAULT_HEADERS = {
     "Connection": "keep-alive",
     "User-Agent": f"anyio-llmreq/{__version__}",
 }
+_DEFAULT_NAMES = frozenset(name.lower() for name in _DEFAULT_HEADERS)
 
 
-def default_transport(verify: bool | ssl.SSLContext = True) -> httpx.AsyncBaseTransport:
+def default_transport(verify: bool | str | ssl.SSLContext = True) -> httpx.AsyncBaseTransport:
     """The transport a ``Client`` uses unless given one: ours, on anyio sockets.
 
     httpx's default pool walks every connection on each request start and finish, which
@@ -68,14 +77,28 @@ class TimedDelta:
 class ResponseStream:
     """The deltas of one response as they arrive; ``output`` once iteration ends.
 
-    A plain async iterator (no generator), so leaving the loop early is clean.
+    A plain async iterator (no generator), so leaving the loop early is clean. The
+    request's total deadline bounds only its own reads, never the caller's code between
+    them: bytes that arrived in time are read even when the caller comes back late.
+    ``Client.send`` drains this same stream, so both report the same outputs.
     """
 
     _exchange: Exchange
+    _response: httpx.Response | None
     _chunks: AsyncIterator[bytes] | None
     _stamp: Callable[[], float]
     _sse: bool = True
+    # Absolute anyio.current_time() of the total deadline; inf for none.
+    _deadline: float = math.inf
+    _total: float | None = None
+    # The transport's push path, when it has one for this body.
+    _push: Callable[[Callable[[bytes, float], None]], Awaitable[None]] | None = None
     _pending: collections.deque[TimedDelta] = attrs.Factory(collections.deque)
+    # The body's iterator, kept to be closed after the iteration ended for any reason.
+    _source: AsyncIterator[bytes] | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        self._source = self._chunks
 
     def __aiter__(self) -> ResponseStream:
         return self
@@ -88,42 +111,99 @@ class ResponseStream:
             await self._read()
         return pending.popleft()
 
+    @property
+    def output(self) -> RequestFuncOutput:
+        """What the request measured so far (final once iteration has ended)."""
+        return self._exchange.output()
+
     async def _read(self) -> None:
         ex = self._exchange
         chunks = self._chunks
         assert chunks is not None
         sink: list[Delta] = []
         try:
-            chunk = await chunks.__anext__()
+            if self._deadline == math.inf:
+                chunk = await chunks.__anext__()
+            else:
+                chunk = await self._read_by_deadline(chunks)
+            now = self._stamp()
+            if self._sse:
+                ex.feed(chunk, now, sink)
+            else:
+                ex.feed_body(chunk)
         except StopAsyncIteration:
             self._chunks = None
             if not self._sse:
                 now = self._stamp()
-                self._guard(ex.feed_whole_body, now, sink)
-                self._pending.extend(TimedDelta(now, delta) for delta in sink)
-            return
+                self._record(ex.feed_whole_body, now, sink)
         except Exception as exc:  # recorded in the output, never raised
             ex.fail(exc)
             self._chunks = None
-            return
-        now = self._stamp()
-        if self._sse:
-            self._guard(ex.feed, chunk, now, sink)
+        if sink:
             self._pending.extend(TimedDelta(now, delta) for delta in sink)
-        else:
-            ex.feed_body(chunk)
 
-    def _guard(self, feed: Callable[..., None], *args: object) -> None:
+    async def _read_by_deadline(self, chunks: AsyncIterator[bytes]) -> bytes:
+        now = anyio.current_time()
+        deadline = self._deadline
+        if now >= deadline:
+            # The caller came back after the deadline: what had arrived by then is
+            # still the request's; only waiting for more is not.
+            deadline = now + _LATE_READ_SECONDS
+        with anyio.CancelScope(deadline=deadline):
+            return await chunks.__anext__()
+        raise _deadline_error(self._total)
+
+    def _record(self, feed: Callable[..., None], *args: object) -> None:
         try:
             feed(*args)
         except Exception as exc:  # recorded in the output, never raised
             self._exchange.fail(exc)
-            self._chunks = None
 
-    @property
-    def output(self) -> RequestFuncOutput:
-        """What the request measured so far (final once iteration has ended)."""
-        return self._exchange.output()
+    async def _drain(self) -> None:
+        """Read the rest of the body without building deltas (``Client.send``'s path)."""
+        chunks = self._chunks
+        if chunks is None:
+            return
+        ex = self._exchange
+        # No total deadline: no cancel scope, which would only add its cost.
+        deadline = self._deadline
+        scope = anyio.CancelScope(deadline=deadline) if deadline != math.inf else None
+        with scope or contextlib.nullcontext():
+            try:
+                if self._push is not None:
+                    await self._push(ex.feed)
+                elif self._sse:
+                    feed = ex.feed
+                    stamp = self._stamp
+                    async for chunk in chunks:
+                        feed(chunk, stamp())
+                else:
+                    async for chunk in chunks:
+                        ex.feed_body(chunk)
+                    ex.feed_whole_body(self._stamp())
+            except Exception as exc:  # becomes the output's error
+                ex.fail(exc)
+        if scope is not None and scope.cancelled_caught:
+            ex.fail(_deadline_error(self._total))
+
+    async def _aclose(self) -> None:
+        self._chunks = None
+        source, self._source = self._source, None
+        if source is not None:
+            await close_chunks(source)
+        response, self._response = self._response, None
+        if response is None:
+            return
+        if body_released(response.stream):
+            # Nothing left to close, so no await in here suspends: no shield needed.
+            await response.aclose()
+        else:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+
+def _deadline_error(total: float | None) -> RequestTimeout:
+    return RequestTimeout(f"RequestTimeout: total deadline of {total} s exceeded")
 
 
 @attrs.define(eq=False)
@@ -139,22 +219,28 @@ class Client:
         http_client: an ``httpx.AsyncClient`` to use (HTTP/2, proxies, ...); the caller
             keeps ownership and closes it.
         transport: an httpx transport for the client this object creates.
-        timeouts: per-request deadlines.
-        verify: TLS verification: True, False or an ``ssl.SSLContext``.
+        timeouts: per-request deadlines; ``RequestFuncInput.timeout`` overrides
+            ``total`` for one request. With *http_client*, ``connect``/``read``/
+            ``write``/``pool`` are that client's own unless set here.
+        verify: TLS verification: True (the trust store httpx uses), False, a CA
+            bundle path or an ``ssl.SSLContext``.
         api_key: sent as a bearer token to backends that take one; by default the
             ``OPENAI_API_KEY`` environment variable, read at each request.
         clock: the clock every timing is read from.
         max_response_bytes: the largest stream event or non-streaming body buffered;
             a larger one fails the request instead of exhausting memory.
+        max_stream_bytes: the most bytes one response stream may carry, which bounds
+            the text and timings it accumulates; ``None`` for no limit.
     """
 
     http_client: httpx.AsyncClient | None = None
     transport: httpx.AsyncBaseTransport | None = None
     timeouts: Timeouts = Timeouts()
-    verify: bool | ssl.SSLContext = True
+    verify: bool | str | ssl.SSLContext = True
     api_key: str | None = attrs.field(default=None, repr=False)
     clock: Callable[[], float] = time.perf_counter
     max_response_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_stream_bytes: int | None = DEFAULT_MAX_STREAM_BYTES
     _http: httpx.AsyncClient | None = attrs.field(default=None, init=False, repr=False)
     # The transport of the client we own, called directly (see ``_open``).
     _direct: httpx.AsyncBaseTransport | None = attrs.field(default=None, init=False, repr=False)
@@ -225,41 +311,92 @@ class Client:
                 self._urls.clear()
             parsed = self._urls[url] = httpx.URL(url)
         extensions["timeout"] = self._timeout_extension
-        return httpx.Request(
-            method, parsed, headers={**_DEFAULT_HEADERS, **headers}, extensions=extensions, **body
-        )
+        # The caller's headers win over the defaults, whatever their case.
+        if _DEFAULT_NAMES.isdisjoint(map(str.lower, headers)):
+            merged = {**_DEFAULT_HEADERS, **headers}
+        else:
+            lowered = {name.lower() for name in headers}
+            merged = {k: v for k, v in _DEFAULT_HEADERS.items() if k.lower() not in lowered}
+            merged.update(headers)
+        return httpx.Request(method, parsed, headers=merged, extensions=extensions, **body)
 
     async def _open(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
         """Send *request*; return the response with its head read and its body streaming.
 
         With the client we own, the transport is called directly: httpx's client layer
         (auth, cookies, event hooks) costs as much per request as the transport itself.
-        The rare redirect is then handed to that layer, which follows it.
+        A redirect is followed from the response in hand, as httpx's client would.
         """
         direct = self._direct
         if direct is None:
             return await http.send(request, stream=True)
-        response = await direct.handle_async_request(request)
-        if response.has_redirect_location:
+        for _ in range(_MAX_REDIRECTS):
+            response = await direct.handle_async_request(request)
+            response.request = request
+            if not response.has_redirect_location:
+                return response
             await response.aclose()
-            return await http.send(request, stream=True)
-        response.request = request
-        return response
+            request = redirect_request(request, response)
+        raise httpx.TooManyRedirects(f"Exceeded {_MAX_REDIRECTS} redirects.", request=request)
 
     def _prepare(
         self, backend: Backend | str, request: RequestFuncInput
-    ) -> tuple[Exchange, httpx.Request]:
+    ) -> tuple[Exchange, httpx.Request, float | None]:
         resolved = get_backend(backend) if isinstance(backend, str) else backend
         if not isinstance(request, RequestFuncInput):
             raise ConfigError(f"expected a RequestFuncInput, got {type(request).__name__}")
+        total = self.timeouts.total if request.timeout is None else request.timeout
+        if total is not None and (
+            isinstance(total, bool) or not isinstance(total, (int, float)) or not total > 0
+        ):
+            raise ConfigError(f"timeout must be a positive number of seconds, got {total!r}")
         http = self._ensure_http()
-        make = http.build_request if self._direct is None else self._make_request
+        make: Callable[..., httpx.Request]
+        if self._direct is not None:
+            make = self._make_request
+        elif self.timeouts != _DEFAULT_TIMEOUTS:
+            # Given with a client of the caller's: applied to each request.
+            make = functools.partial(http.build_request, timeout=self.timeouts.to_httpx())
+        else:
+            make = http.build_request
         http_request, audio = build_http_request(
             make, resolved, request, self.api_key or api_key_from_env()
         )
-        exchange = Exchange(resolved, request, self.max_response_bytes)
+        exchange = Exchange(resolved, request, self.max_response_bytes, self.max_stream_bytes)
         exchange.input_audio_duration = audio
-        return exchange, http_request
+        return exchange, http_request, total
+
+    async def _begin(self, backend: Backend | str, request: RequestFuncInput) -> ResponseStream:
+        """Send *request* and read the response head: the stream ``send`` and ``stream``
+        read the body from. A request that failed already has no body to read."""
+        if needs_media(request):
+            # Reading and encoding audio is blocking I/O: off the event loop.
+            request = await anyio.to_thread.run_sync(prepare_media, request)
+        ex, http_request, total = self._prepare(backend, request)
+        http = self._ensure_http()
+        deadline = math.inf if total is None else anyio.current_time() + total
+        response: httpx.Response | None = None
+        sse = False
+        # No total deadline: no cancel scope, which would only add its cost.
+        scope = anyio.CancelScope(deadline=deadline) if total is not None else None
+        with scope or contextlib.nullcontext():
+            ex.start = self.clock()
+            try:
+                response = await self._open(http, http_request)
+                ex.status_code = response.status_code
+                await check_status(response)
+                sse = is_event_stream(response, ex.backend)
+            except Exception as exc:  # becomes the output's error
+                ex.fail(exc)
+            else:
+                push = body_pusher(response) if sse and self.clock is time.perf_counter else None
+                stamp = arrival_clock(response, self.clock)
+                return ResponseStream(
+                    ex, response, body_chunks(response), stamp, sse, deadline, total, push
+                )
+        if scope is not None and scope.cancelled_caught:
+            ex.fail(_deadline_error(total))
+        return ResponseStream(ex, response, None, self.clock, sse, deadline, total)
 
     async def send(self, backend: Backend | str, request: RequestFuncInput) -> RequestFuncOutput:
         """Send *request* with *backend* (an instance or a registry name); never raises
@@ -268,52 +405,12 @@ class Client:
         Raises:
             ConfigError: the request can't be built (raised before any I/O).
         """
-        ex, http_request = self._prepare(backend, request)
-        http = self._ensure_http()
-        total = self.timeouts.total
-        # No total deadline: no cancel scope, which would only add its cost.
-        deadline = anyio.move_on_after(total) if total is not None else contextlib.nullcontext()
-        with deadline as scope:
-            ex.start = self.clock()
-            try:
-                await self._pump(http, http_request, ex)
-            except Exception as exc:  # becomes the output's error
-                ex.fail(exc)
-        if scope is not None and scope.cancelled_caught:
-            ex.fail(RequestTimeout(f"RequestTimeout: total deadline of {total} s exceeded"))
-        return ex.output()
-
-    async def _pump(
-        self, http: httpx.AsyncClient, http_request: httpx.Request, ex: Exchange
-    ) -> None:
-        response = await self._open(http, http_request)
+        stream = await self._begin(backend, request)
         try:
-            ex.status_code = response.status_code
-            await check_status(response)
-            push = body_pusher(response) if self.clock is time.perf_counter else None
-            if push is not None and is_event_stream(response, ex.backend):
-                await push(ex.feed)
-                return
-            stamp = arrival_clock(response, self.clock)
-            chunks = body_chunks(response)
-            try:
-                if is_event_stream(response, ex.backend):
-                    feed = ex.feed
-                    async for chunk in chunks:
-                        feed(chunk, stamp())
-                else:
-                    async for chunk in chunks:
-                        ex.feed_body(chunk)
-                    ex.feed_whole_body(stamp())
-            finally:
-                await close_chunks(chunks)
+            await stream._drain()
         finally:
-            if body_released(response.stream):
-                # Nothing left to close, so no await in here suspends: no shield needed.
-                await response.aclose()
-            else:
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
+            await stream._aclose()
+        return stream.output
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -322,36 +419,14 @@ class Client:
         """Send *request* and yield a ``ResponseStream`` of ``TimedDelta``s.
 
         ``stream.output`` holds the measured output once iteration ends; errors end the
-        iteration and are recorded there, never raised.
+        iteration and are recorded there, never raised. The total deadline bounds the
+        request's own waits, not the code inside the ``async with`` block.
 
         Raises:
             ConfigError: the request can't be built (raised before any I/O).
         """
-        ex, http_request = self._prepare(backend, request)
-        http = self._ensure_http()
-        total = self.timeouts.total
-        response: httpx.Response | None = None
-        with anyio.move_on_after(math.inf if total is None else total) as scope:
-            ex.start = self.clock()
-            sse = True
-            try:
-                response = await self._open(http, http_request)
-                ex.status_code = response.status_code
-                await check_status(response)
-                sse = is_event_stream(response, ex.backend)
-            except Exception as exc:  # becomes the output's error
-                ex.fail(exc)
-                stream = ResponseStream(ex, None, self.clock)
-            else:
-                chunks = body_chunks(response)
-                stream = ResponseStream(ex, chunks, arrival_clock(response, self.clock), sse)
-            try:
-                yield stream
-            finally:
-                if stream._chunks is not None:
-                    await close_chunks(stream._chunks)
-                if response is not None:
-                    with anyio.CancelScope(shield=True):
-                        await response.aclose()
-        if scope.cancelled_caught:
-            ex.fail(RequestTimeout(f"RequestTimeout: total deadline of {total} s exceeded"))
+        response_stream = await self._begin(backend, request)
+        try:
+            yield response_stream
+        finally:
+            await response_stream._aclose()

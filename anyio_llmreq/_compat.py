@@ -6,7 +6,9 @@ is an output with ``success=False``, never an exception. They work when awaited 
 ``asyncio.run``, uvloop, ``trio.run`` and ``anyio.run``.
 
 Unlike the reference, which opens an aiohttp session per request, calls made in one event
-loop share one pooled ``Client``; it is closed when the event loop ends.
+loop share one pooled ``Client``; it is closed when the event loop ends. Its deadlines are
+``set_default_timeouts``'s (by default ``Timeouts()``: no total deadline); a request's own
+``RequestFuncInput.timeout`` bounds that request.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import attrs
 from anyio.lowlevel import RunVar
 
 from ._client import Client
+from ._engine import Timeouts
 from ._models import RequestFuncInput, RequestFuncOutput
 from .backends._registry import backend_names, get_backend, on_register
 
@@ -36,6 +39,7 @@ __all__ = [
     "async_request_vllm_pooling",
     "async_request_vllm_rerank",
     "make_request_func",
+    "set_default_timeouts",
     "shared_client",
 ]
 
@@ -64,6 +68,19 @@ class _Shared:
 
 
 _SHARED: RunVar[_Shared] = RunVar("anyio_llmreq.shared_client")
+_default_timeouts = Timeouts()
+
+
+def set_default_timeouts(timeouts: Timeouts) -> None:
+    """Set the deadlines of the shared clients the request functions use, for the whole
+    script: e.g. ``set_default_timeouts(Timeouts(total=60, read=10))`` at its top.
+
+    Applies from the next request on, in every event loop.
+    """
+    global _default_timeouts
+    if not isinstance(timeouts, Timeouts):
+        raise TypeError(f"expected Timeouts, got {type(timeouts).__name__}")
+    _default_timeouts = timeouts
 
 
 async def shared_client() -> Client:
@@ -75,10 +92,13 @@ async def shared_client() -> Client:
     ``trio.run``), and its ``finally`` closes the client. No task is left running.
     """
     try:
-        return _SHARED.get().client
+        client = _SHARED.get().client
     except LookupError:
         pass
-    client = Client()
+    else:
+        client.timeouts = _default_timeouts
+        return client
+    client = Client(timeouts=_default_timeouts)
     await client.__aenter__()
     lifetime = _close_at_loop_end(client)
     await lifetime.__anext__()

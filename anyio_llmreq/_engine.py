@@ -16,6 +16,8 @@ Every backend is measured the same way:
 from __future__ import annotations
 
 import inspect
+import math
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +28,7 @@ import attrs
 import httpx
 
 from ._exceptions import (
+    ConfigError,
     EmptyResponseError,
     HTTPStatusError,
     RequestError,
@@ -149,6 +152,8 @@ class Exchange:
     backend: Backend
     request: RequestFuncInput
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    #: The most bytes the response stream may carry; ``None`` for no limit.
+    max_stream_bytes: int | None = None
     start: float = 0.0
     decoder: SSEDecoder = attrs.Factory(lambda self: SSEDecoder(self.max_bytes), takes_self=True)
     acc: Accumulator = attrs.Factory(Accumulator)
@@ -161,6 +166,13 @@ class Exchange:
     error: str = ""
     _body: list[bytes] = attrs.Factory(list)
     _body_bytes: int = 0
+    # Bytes the stream may still carry (the bound on what a request accumulates).
+    _stream_left: float = attrs.field(
+        default=attrs.Factory(
+            lambda self: math.inf if self.max_stream_bytes is None else self.max_stream_bytes,
+            takes_self=True,
+        )
+    )
     # The backend's optional fast path for plain token events (see ``Backend``).
     _token_text: Callable[[str], str | None] | None = attrs.field(
         default=attrs.Factory(
@@ -170,6 +182,12 @@ class Exchange:
 
     def feed(self, chunk: bytes, now: float, sink: list[Delta] | None = None) -> None:
         """Decode one read's bytes stamped *now*; append its deltas to *sink* if given."""
+        self._stream_left -= len(chunk)
+        if self._stream_left < 0:
+            raise StreamProtocolError(
+                f"response stream longer than {self.max_stream_bytes} bytes; "
+                "refusing to accumulate more"
+            )
         decoder = self.decoder
         events = decoder.feed_data(chunk)
         if not events:
@@ -346,15 +364,21 @@ def build_http_request(
     *make* has ``httpx.AsyncClient.build_request``'s signature.
     """
     spec = backend.build_payload(request)
-    headers = dict(spec.headers)
-    if spec.auth and api_key:
+    headers = merge_headers(spec.headers)
+    lowered = {name.lower() for name in headers}
+    if spec.auth and api_key and "authorization" not in lowered:
+        # A default: the caller's own Authorization in extra_headers wins.
         headers["Authorization"] = f"Bearer {api_key}"
     # The total deadline is the caller's cancel scope, not the transport's extension, so
     # that it reads the same whichever transport is in use.
     extensions: dict[str, Any] = {}
     if spec.json is not None:
-        content = dumps(spec.json)
-        headers.setdefault("Content-Type", "application/json")
+        try:
+            content = dumps(spec.json)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"the request body can't be encoded as JSON: {exc}") from None
+        if "content-type" not in lowered:
+            headers["Content-Type"] = "application/json"
         http_request = make(
             spec.method, spec.url, content=content, headers=headers, extensions=extensions
         )
@@ -377,6 +401,59 @@ def build_http_request(
             extensions=extensions,
         )
     return http_request, spec.input_audio_duration
+
+
+# RFC 9110 field names are tokens; values must not break the line or carry NUL.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+
+def merge_headers(headers: dict[str, str]) -> dict[str, str]:
+    """*headers* with one entry per name, case-insensitively (a later entry wins and
+    keeps its spelling), each name a token and each value on one line.
+
+    Raises:
+        ConfigError: a name that is not an RFC 9110 token, or a value with CR, LF or NUL.
+    """
+    merged: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigError(f"invalid HTTP header name {name!r}")
+        if not isinstance(value, str) or _BAD_VALUE.search(value):
+            raise ConfigError(f"invalid value for HTTP header {name!r}: {value!r:.80}")
+        key = name.lower()
+        old = spelled.get(key)
+        if old is not None:
+            del merged[old]
+        spelled[key] = name
+        merged[name] = value
+    return merged
+
+
+_REDIRECT_TO_GET = frozenset({301, 302, 303})
+
+
+def redirect_request(request: httpx.Request, response: httpx.Response) -> httpx.Request:
+    """The request that follows *response*'s redirect, by httpx's client rules: 301/302
+    turn a POST into a GET (303 any method but HEAD), the body goes with a kept method,
+    and credentials do not go to another origin."""
+    url = request.url.join(response.headers["Location"])
+    method = request.method
+    if response.status_code in _REDIRECT_TO_GET and method != "HEAD":
+        if response.status_code == 303 or method == "POST":
+            method = "GET"
+    headers = httpx.Headers(request.headers)
+    headers["Host"] = url.netloc.decode("ascii")
+    if (url.scheme, url.host, url.port) != (request.url.scheme, request.url.host, request.url.port):
+        headers.pop("Authorization", None)
+    if method != request.method:
+        for name in ("Content-Length", "Transfer-Encoding", "Content-Type"):
+            headers.pop(name, None)
+        return httpx.Request(method, url, headers=headers, extensions=request.extensions)
+    return httpx.Request(
+        method, url, headers=headers, stream=request.stream, extensions=request.extensions
+    )
 
 
 def arrival_clock(response: httpx.Response, clock: Callable[[], float]) -> Callable[[], float]:

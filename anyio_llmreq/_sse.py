@@ -21,11 +21,14 @@ from __future__ import annotations
 from ._exceptions import StreamProtocolError
 from ._models import SSEEvent
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "DEFAULT_MAX_STREAM_BYTES", "SSEDecoder"]
 
 #: The largest event (or line) a decoder buffers before it gives up: a server that
 #: never ends a line must not exhaust the client's memory.
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
+#: The most bytes one response stream may carry: about two million tokens of a typical
+#: OpenAI-style stream, and a bound on the text and timings a request accumulates.
+DEFAULT_MAX_STREAM_BYTES = 512 * 1024 * 1024
 
 _LF = b"\n"
 _CR = b"\r"

@@ -238,10 +238,17 @@ def head(
     headers: Iterable[tuple[str, str]] = (),
     reason: str | None = None,
 ) -> bytes:
-    """A response head; *reason* defaults to a generic phrase."""
+    """A response head; *reason* defaults to a generic phrase.
+
+    ``Connection: close`` is added unless *headers* name the field: the server closes
+    each connection after one request, and says so, so no client reuses it.
+    """
     phrase = reason if reason is not None else ("OK" if status < 400 else "Error")
+    headers = list(headers)
     lines = [f"HTTP/1.1 {status} {phrase}"]
     lines += [f"{name}: {value}" for name, value in headers]
+    if not any(name.lower() == "connection" for name, _ in headers):
+        lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

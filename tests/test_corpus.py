@@ -233,6 +233,10 @@ def merged_tool_calls(ex: Exchange) -> list[dict[str, Any]]:
     return [calls[i] for i in sorted(calls)]
 
 
+# With orjson and with the stdlib's JSON (tests/conftest.py). The socket runs below take
+# the default one only: the JSON step is the same code either way, and test_json.py
+# covers it over a socket in both modes.
+@pytest.mark.usefixtures("json_impl")
 @pytest.mark.parametrize("case", _params())
 def test_parser_alone(case: Case) -> None:
     data = case.body()
@@ -302,6 +306,13 @@ async def test_engine_over_socket(case: Case, replay_server: Any) -> None:
         url = replay_server.url(f"/{token}{ENDPOINTS[case.dialect]}")
         out = await client.send(case.dialect, request_for(case, url))
         results[f"{split}/{framing}/{transport}"] = out
+        # The same bytes through Client.stream: the same output, delta by delta.
+        token = replay_server.replays.add(case.content_type, SPLITS[split](data), framing)
+        url = replay_server.url(f"/{token}{ENDPOINTS[case.dialect]}")
+        async with client.stream(case.dialect, request_for(case, url)) as stream:
+            async for _ in stream:
+                pass
+        results[f"{split}/{framing}/{transport}/stream"] = stream.output
 
     with anyio.fail_after(20):
         async with (

@@ -109,7 +109,9 @@ async def test_timings_are_exact_and_consistent() -> None:
     assert out.itl == [1.0, 1.0]
     assert out.latency == 4.0
     assert out.latency - out.ttft == sum(out.itl)
-    assert (out.output_tokens, out.output_tokens_source, out.prompt_len) == (3, "usage", 7)
+    # prompt_len stays the caller's (as in the reference); the server's count is beside it.
+    assert (out.output_tokens, out.output_tokens_source) == (3, "usage")
+    assert (out.prompt_len, out.prompt_tokens) == (2, 7)
     assert out.tpot == pytest.approx((4.0 - 2.0) / 2)
     assert out.status_code == 200 and out.streamed
 
@@ -134,7 +136,8 @@ async def test_plain_token_reads_and_mixed_reads() -> None:
     assert out.success, out.error
     assert out.generated_text == "abcd"
     assert (out.ttft, out.itl, out.latency) == (1.0, [0.0, 1.0, 0.0], 2.0)
-    assert (out.output_tokens, out.output_tokens_source, out.prompt_len) == (4, "usage", 5)
+    assert (out.output_tokens, out.output_tokens_source) == (4, "usage")
+    assert (out.prompt_len, out.prompt_tokens) == (2, 5)
 
 
 async def test_in_band_error_in_a_read_of_tokens_keeps_the_tokens() -> None:

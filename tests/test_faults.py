@@ -49,9 +49,35 @@ def req(url: str, **kwargs: Any) -> RequestFuncInput:
 async def send(
     kind: str, url: str, backend: str = "openai-chat", **kwargs: Any
 ) -> RequestFuncOutput:
-    with anyio.fail_after(BOUND):
+    """Send through ``Client.stream`` then ``Client.send``: the two must report the same
+    output (timings aside), since ``send`` drains the stream ``stream`` exposes."""
+    with anyio.fail_after(2 * BOUND):
         async with make_client(kind, **kwargs) as client:
-            return await client.send(backend, req(url))
+            async with client.stream(backend, req(url)) as stream:
+                async for _ in stream:
+                    pass
+            streamed = stream.output
+            out = await client.send(backend, req(url))
+    assert untimed(streamed) == untimed(out)
+    return out
+
+
+def untimed(out: RequestFuncOutput) -> tuple[Any, ...]:
+    """What an output says, less the timings that differ between two runs."""
+    return (
+        out.success,
+        out.error,
+        out.generated_text,
+        out.reasoning_text,
+        out.output_tokens,
+        out.output_tokens_source,
+        len(out.itl),
+        out.status_code,
+        out.streamed,
+        out.prompt_len,
+        out.prompt_tokens,
+        out.ttft > 0,
+    )
 
 
 def failed(out: RequestFuncOutput, *needles: str) -> str:
@@ -155,9 +181,9 @@ async def test_self_signed_certificate_is_refused(
     with RawServer(one_token_reply, tls=tls_context) as server:
         out = await send(transport, server.url(CHAT, "https"))
         # The server's side of the failed handshake runs in its own thread: wait for it.
-        await eventually(lambda: server.tls_failures == 1)
+        await eventually(lambda: server.tls_failures == 2)
     failed(out, "ConnectError", "CERTIFICATE_VERIFY_FAILED")
-    assert server.tls_failures == 1
+    assert server.tls_failures == 2
 
 
 # --- HTTP errors ----------------------------------------------------------------------------
@@ -193,7 +219,7 @@ async def test_http_error_with_a_huge_body_is_cut(transport: str) -> None:
 async def test_server_accepts_and_never_answers(transport: str) -> None:
     with RawServer(lambda conn: conn.wait_for_client_close(), read_request=False) as server:
         out = await send(transport, server.url(CHAT), timeouts=SHORT)
-        await eventually(lambda: server.client_closes == 1)  # the client hung up
+        await eventually(lambda: server.client_closes == 2)  # the client hung up, twice
     failed(out, "Timeout")
     assert out.status_code is None
 
@@ -291,8 +317,8 @@ async def test_response_larger_than_the_limit(
     handler = endless(prefix, piece, framing, content_type, sent)
     with RawServer(handler) as server:
         out = await send(transport, server.url(COMPLETIONS), "openai", max_response_bytes=LIMIT)
-        await eventually(lambda: bool(sent))  # its writes fail once the client hung up
+        await eventually(lambda: len(sent) == 2)  # its writes fail once the client hung up
     failed(out, message, f"{LIMIT} bytes")
     # The client stopped reading at the limit: what the server got out is the limit
     # plus what the socket buffers held, nowhere near unbounded.
-    assert sent[0] < 32 * 1024 * 1024
+    assert max(sent) < 32 * 1024 * 1024
