@@ -88,6 +88,18 @@ def test_legacy_input_lens_override_prompt_len():
     assert metrics.total_input == 7
 
 
+def test_server_prompt_counts_are_summed_apart():
+    outs = _outputs()
+    outs[0].prompt_tokens = 12  # the server counts differently from the client
+    outs[2].prompt_tokens = 33
+    outs[3].prompt_tokens = 99  # a failure: counts in neither total
+    metrics, _ = calculate_metrics(outs, 1.0)
+    assert metrics.total_input == 60  # vLLM's: the requests' prompt_len
+    assert (metrics.total_input_server, metrics.input_server_reported) == (45, 2)
+    metrics, _ = calculate_metrics(_outputs(), 1.0)
+    assert (metrics.total_input_server, metrics.input_server_reported) == (None, 0)
+
+
 @pytest.mark.parametrize(
     ("slo", "good"),
     [

@@ -84,6 +84,24 @@ def test_report_hides_optional_lines():
     assert "Inter-token Latency" not in text
 
 
+def test_report_puts_the_servers_input_total_beside_vllms():
+    outs = [
+        RequestFuncOutput(success=True, latency=0.5, output_tokens=5, ttft=0.1,
+                          prompt_len=10, prompt_tokens=13),
+        RequestFuncOutput(success=True, latency=0.5, output_tokens=5, ttft=0.1, prompt_len=10),
+    ]  # fmt: skip
+    metrics, _ = calculate_metrics(outs, 2.0)
+    lines = format_report(metrics, duration=2.0, selected_metrics=[])
+    at = lines.index("{:<40} {:<10}".format("Total input tokens:", 20))
+    assert lines[at + 1] == "{:<40} {:<10}".format(
+        "Total input tokens (server):", "13 (1/2 requests)"
+    )
+    outs[1].prompt_tokens = 9
+    metrics, _ = calculate_metrics(outs, 2.0)
+    lines = format_report(metrics, duration=2.0, selected_metrics=[])
+    assert "{:<40} {:<10}".format("Total input tokens (server):", "22") in lines
+
+
 def test_percentile_word():
     assert percentile_word(99.0) == "99"
     assert percentile_word(99.9) == "99.9"

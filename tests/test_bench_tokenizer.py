@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
@@ -92,6 +93,37 @@ def test_run_benchmark_counts_with_a_local_tokenizer(tokenizer_dir: Path) -> Non
     prompts = [sent[r.request_id] for r in records]
     assert result.result["input_lens"] == [_count(tok, p) for p in prompts]
     assert result.metrics.total_input == sum(_count(tok, p) for p in prompts)
+
+
+def test_input_tokens_are_the_tokenizers_and_the_servers_count_is_beside(
+    tokenizer_dir: Path, tmp_path: Path
+) -> None:
+    # The mock reports usage, counting whitespace words, which the tokenizer splits:
+    # vLLM's total stays the tokenizer's, and the server's is reported beside it.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    prompts = ["".join(token_words(n)).strip() for n in (5, 9, 14)]
+    dataset = tmp_path / "prompts.jsonl"
+    dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    with MockServerThread(MockBehaviour(usage=True), record=False) as server:
+        result = run_benchmark(
+            BenchConfig(
+                base_url=server.base_url, tokenizer=str(tokenizer_dir), dataset_name="custom",
+                dataset_path=str(dataset), num_prompts=3, custom_output_len=4,
+                request_rate=float("inf"), disable_tqdm=True, quiet=True, save_detailed=True,
+            )
+        )  # fmt: skip
+    tokens = [_count(tok, p) for p in prompts]
+    words = [len(p.split()) for p in prompts]
+    assert [r.output.success for r in result.records] == [True] * 3
+    assert sum(tokens) > sum(words)
+    assert result.result["input_lens"] == tokens
+    assert result.result["total_input_tokens"] == sum(tokens)
+    assert result.result["input_lens_server"] == words
+    assert result.result["total_input_tokens_server"] == sum(words)
+    line = "{:<40} {:<10}".format("Total input tokens (server):", str(sum(words)))
+    assert line in result.report
 
 
 def test_the_bench_loads_tokenizers_through_get_tokenizer(

@@ -21,11 +21,22 @@ def _backend_choices() -> list[str]:
     return backend_names()
 
 
+def _header_name_hint(item: str) -> str:
+    """``'Authorization: ...'`` for a ``Name: value`` header given with a colon; else
+    only that the value is hidden."""
+    name, colon, _ = item.partition(":")
+    if colon and name.strip() and not any(c.isspace() for c in name.strip()):
+        return f"{name.strip() + ': ...'!r}"
+    return "(value not shown)"
+
+
 def _key_values(items: list[str] | None, flag: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"Invalid {flag} format {item!r}. Please use KEY=VALUE format.")
+            # A header's value may be a credential: name the header, never echo it.
+            shown = repr(item) if flag != "--header" else _header_name_hint(item)
+            raise ValueError(f"Invalid {flag} format {shown}. Please use KEY=VALUE format.")
         key, value = item.split("=", 1)
         result[key.strip()] = value.strip()
     return result
@@ -291,20 +302,26 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     )
 
 
+def _print_error(exc: BaseException, config: BenchConfig | None) -> None:
+    text = str(exc) if config is None else config.scrubber().text(str(exc))
+    print(f"anyio-llmreq bench: error: {text}", file=sys.stderr)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """The ``bench`` command: 0 when at least one request succeeded, 1 when all failed,
     2 on a configuration error, 130 when interrupted before anything finished."""
     from .._exceptions import ConfigError
     from ._run import run_benchmark
 
+    config: BenchConfig | None = None
     try:
         config = config_from_args(args)
         result = run_benchmark(config)
     except (ValueError, ConfigError, argparse.ArgumentTypeError) as exc:
-        print(f"anyio-llmreq bench: error: {exc}", file=sys.stderr)
+        _print_error(exc, config)
         return 2
     except RuntimeError as exc:
-        print(f"anyio-llmreq bench: error: {exc}", file=sys.stderr)
+        _print_error(exc, config)
         return 1
     if result.metrics.completed == 0:
         return 130 if result.interrupted and not result.records else 1

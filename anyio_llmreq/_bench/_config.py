@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ._redact import Scrubber, redact_headers, redact_url
 from ._schedule import RampUpStrategy
 
 __all__ = [
@@ -75,14 +76,18 @@ class BenchConfig:
 
     # Target.
     backend: str = "openai"
-    base_url: str | None = None
+    base_url: str | None = attrs.field(
+        default=None, repr=lambda u: repr(u if u is None else redact_url(u))
+    )
     host: str | None = None
     port: int | None = None
     endpoint: str | None = None
     model: str | None = None
     served_model_name: str | None = None
     insecure: bool = False
-    headers: dict[str, str] = attrs.Factory(dict)
+    # Credentials never show in a repr (see ``_redact``).
+    headers: dict[str, str] = attrs.field(factory=dict, repr=lambda h: repr(redact_headers(h)))
+    #: Total seconds per request; every ``RequestFuncInput.timeout`` gets it.
     timeout: float | None = None
 
     # Tokenizer.
@@ -180,6 +185,13 @@ class BenchConfig:
         if self.embedded:
             return None
         return f"http://{self.host or '127.0.0.1'}:{self.port or 8000}"
+
+    def scrubber(self) -> Scrubber:
+        """Replaces this run's secrets (credential headers, the URL's password,
+        ``OPENAI_API_KEY``) in text the bench shows or writes."""
+        from ..backends._base import api_key_from_env
+
+        return Scrubber.of(self.headers, urls=[self.base_url], values=[api_key_from_env()])
 
     def percentile_metric_names(self) -> list[str]:
         text = self.percentile_metrics

@@ -14,12 +14,19 @@ import anyio
 import attrs
 
 from .._client import Client
-from .._exceptions import ConfigError
 from .._models import RequestFuncInput, RequestFuncOutput
 from ..backends._base import Backend
+from ._redact import redact_request
 from ._selfcheck import LoopLagMonitor
 
-__all__ = ["PhaseStats", "RequestRecord", "ScheduledRequest", "drive"]
+__all__ = [
+    "PhaseStats",
+    "RequestRecord",
+    "ScheduledRequest",
+    "drive",
+    "one_line_error",
+    "send_counted",
+]
 
 
 @attrs.frozen
@@ -27,7 +34,8 @@ class ScheduledRequest:
     """A request and its send offset (seconds after the common start)."""
 
     index: int
-    request: RequestFuncInput
+    # Credential headers never show in a repr (see ``_redact``).
+    request: RequestFuncInput = attrs.field(repr=lambda r: repr(redact_request(r)))
     delay: float
 
 
@@ -45,6 +53,9 @@ class RequestRecord:
     dispatched: float
     output: RequestFuncOutput
     worker: int = 0
+    #: The request's total deadline (``RequestFuncInput.timeout``), so a line says
+    #: what limit a timed-out request ran under.
+    timeout: float | None = None
 
     @property
     def send_lag(self) -> float:
@@ -60,6 +71,7 @@ class RequestRecord:
             "worker": self.worker,
             "scheduled_time": self.scheduled,
             "dispatch_time": self.dispatched,
+            "timeout": self.timeout,
         }
         data.update(asdict(self.output))
         return data
@@ -100,15 +112,23 @@ async def _watch_signals(
         return
 
 
-async def _send(
+async def send_counted(
     client: Client, backend: Backend | str, request: RequestFuncInput
 ) -> RequestFuncOutput:
     """``client.send``, with a request that can't be built counted as failed, not raised:
-    one bad row of a dataset must not end the run."""
+    one bad row of a dataset (a ``ConfigError``, an extra body JSON can't encode, any
+    other exception while building it) must not end the run."""
     try:
         return await client.send(backend, request)
-    except ConfigError as exc:
-        return RequestFuncOutput(prompt_len=request.prompt_len, error=f"ConfigError: {exc}")
+    except Exception as exc:
+        return RequestFuncOutput(prompt_len=request.prompt_len, error=one_line_error(exc))
+
+
+def one_line_error(exc: BaseException) -> str:
+    """``"TypeError: reason"`` on one line, for the report's list of errors."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
 
 
 async def drive(
@@ -145,10 +165,10 @@ async def drive(
             if limiter is not None:
                 async with limiter:
                     acquired = clock()
-                    out = await _send(client, backend, item.request)
+                    out = await send_counted(client, backend, item.request)
             else:
                 acquired = dispatched
-                out = await _send(client, backend, item.request)
+                out = await send_counted(client, backend, item.request)
             out.client_queue_time = acquired - dispatched
             rec = RequestRecord(
                 index=item.index,
@@ -157,6 +177,7 @@ async def drive(
                 dispatched=dispatched - start,
                 output=out,
                 worker=worker,
+                timeout=item.request.timeout,
             )
             records.append(rec)
             if on_record is not None:

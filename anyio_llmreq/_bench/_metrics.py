@@ -36,6 +36,11 @@ class BenchmarkMetrics:
     successful request, where its output token count came from: ``"usage"`` (the
     server), ``"events"`` (token events), ``"tokenizer"``, ``"words"`` (whitespace
     words) or ``"none"`` (no counter: 1, as vLLM).
+
+    ``total_input`` is vLLM's: the requests' ``prompt_len`` (the client's count; the
+    server's for pooling backends). ``total_input_server`` sums the server's
+    ``usage.prompt_tokens`` over the ``input_server_reported`` successful requests that
+    reported one; ``None`` when none did.
     """
 
     completed: int
@@ -66,6 +71,8 @@ class BenchmarkMetrics:
     max_concurrent_requests: int = 0
     rtfx: float = 0.0
     output_tokens_sources: dict[str, int] = attrs.Factory(dict)
+    total_input_server: int | None = None
+    input_server_reported: int = 0
 
 
 def parse_goodput(slo_pairs: Iterable[str]) -> dict[str, float]:
@@ -158,7 +165,8 @@ def calculate_metrics(
 
     A successful request's output length is its ``output_tokens`` when non-zero, else
     ``count_tokens(generated_text)`` (labelled *count_source*), else 1. Input lengths are
-    ``outputs[i].prompt_len`` (vLLM NEW-HEAD) unless *input_lens* is given (legacy).
+    ``outputs[i].prompt_len`` (vLLM NEW-HEAD) unless *input_lens* is given (legacy);
+    the server's counts (``prompt_tokens``) are summed apart, never mixed in.
     Returns the metrics and the per-request output lengths (0 for failures).
 
     Warns:
@@ -167,6 +175,8 @@ def calculate_metrics(
     actual_output_lens: list[int] = []
     sources: Counter[str] = Counter()
     total_input = 0
+    total_server = 0
+    server_reported = 0
     completed = 0
     good_completed = 0
     itls: list[float] = []
@@ -190,6 +200,9 @@ def calculate_metrics(
             sources["none"] += 1
         actual_output_lens.append(output_len)
         total_input += input_lens[i] if input_lens is not None else out.prompt_len
+        if out.prompt_tokens is not None:
+            total_server += out.prompt_tokens
+            server_reported += 1
         tpot = 0.0
         if output_len > 1:
             tpot = (out.latency - out.ttft) / (output_len - 1)
@@ -259,5 +272,7 @@ def calculate_metrics(
         max_concurrent_requests=peak_concurrency,
         rtfx=audio_duration / dur if audio_duration else 0.0,
         output_tokens_sources=dict(sources),
+        total_input_server=total_server if server_reported else None,
+        input_server_reported=server_reported,
     )
     return metrics, actual_output_lens

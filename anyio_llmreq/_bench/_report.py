@@ -26,6 +26,7 @@ __all__ = [
 #: Keys that only ``--save-detailed`` keeps (vLLM's list plus ours).
 DETAILED_KEYS = (
     "input_lens",
+    "input_lens_server",
     "output_lens",
     "start_times",
     "ttfts",
@@ -77,6 +78,14 @@ def format_report(
         lines.append(_line("Request rate configured (RPS):", float(request_rate)))
     lines.append(_line("Benchmark duration (s):", float(duration)))
     lines.append(_line("Total input tokens:", metrics.total_input))
+    server = metrics.total_input_server
+    if server is not None:
+        # The server's own count, labelled, beside vLLM's (which is the client's).
+        reported = metrics.input_server_reported
+        partial = (
+            f" ({reported}/{metrics.completed} requests)" if reported < metrics.completed else ""
+        )
+        lines.append(_line("Total input tokens (server):", f"{server}{partial}"))
     if pooling:
         lines.append(_line("Request throughput (req/s):", metrics.request_throughput))
         lines.append(_line("Total token throughput (tok/s):", metrics.total_token_throughput))

@@ -26,12 +26,21 @@ import attrs
 
 from .._client import Client
 from .._engine import Timeouts
+from .._media import needs_media, prepare_media
 from .._models import RequestFuncInput, RequestFuncOutput
 from ..backends._registry import get_backend
 from ._config import BenchConfig, default_endpoint
 from ._datasets import SampleRequest, sample_requests
-from ._drive import PhaseStats, RequestRecord, ScheduledRequest, drive
+from ._drive import (
+    PhaseStats,
+    RequestRecord,
+    ScheduledRequest,
+    drive,
+    one_line_error,
+    send_counted,
+)
 from ._metrics import BenchmarkMetrics, calculate_metrics
+from ._redact import Scrubber, redact_url
 from ._report import (
     DETAILED_KEYS,
     benchmark_result_dict,
@@ -77,7 +86,7 @@ class BenchmarkResult:
     interrupted: bool
     not_finished: int
     result_path: str | None
-    base_url: str
+    base_url: str = attrs.field(repr=redact_url)
     model_id: str
     input_tokens_source: str
 
@@ -89,8 +98,9 @@ class BenchmarkResult:
 class _JsonlWriter:
     """``--output-jsonl``: one line per finished request, flushed as it finishes."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, scrub: Scrubber) -> None:
         self._file: IO[str] | None = None
+        self._scrub = scrub
         if path:
             directory = os.path.dirname(os.path.abspath(path))
             os.makedirs(directory, exist_ok=True)
@@ -98,7 +108,7 @@ class _JsonlWriter:
 
     def write(self, record: RequestRecord) -> None:
         if self._file is not None:
-            self._file.write(json.dumps(record.to_json()) + "\n")
+            self._file.write(json.dumps(self._scrub.data(record.to_json())) + "\n")
             self._file.flush()
 
     def close(self) -> None:
@@ -144,26 +154,51 @@ class _Progress:
             self._bar.close()
 
 
-def _say(config: BenchConfig, stream: IO[str]) -> Callable[[str], None]:
+def _say(config: BenchConfig, stream: IO[str], scrub: Scrubber) -> Callable[[str], None]:
     def say(text: str) -> None:
         if not config.quiet:
-            print(text, file=stream, flush=True)
+            print(scrub.text(text), file=stream, flush=True)
 
     return say
 
 
+def _models_headers(config: BenchConfig) -> dict[str, str]:
+    """The headers of ``GET /v1/models``: the requests' bearer key (``OPENAI_API_KEY``,
+    as the client sends it), then ``--header``, whose Authorization wins in any case."""
+    from ..backends._base import api_key_from_env
+
+    headers = dict(config.headers)
+    key = api_key_from_env()
+    if key and not any(name.lower() == "authorization" for name in headers):
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
 async def _resolve_model(config: BenchConfig, base_url: str, verify: bool) -> tuple[str, str]:
-    """``(model_name, model_id)``: the flags, or the server's first model (vLLM)."""
+    """``(model_name, model_id)``: the flags, or the server's first model (vLLM).
+
+    Raises:
+        RuntimeError: the server didn't answer with a model list (the reason, one line).
+    """
     if config.model is not None:
         return config.served_model_name or config.model, config.model
     import httpx
 
-    async with httpx.AsyncClient(verify=verify, timeout=30.0) as http:
-        response = await http.get(f"{base_url}/v1/models", headers=config.headers)
-        response.raise_for_status()
-        entry = response.json()["data"][0]
-    model_id = entry.get("root") or entry["id"]
-    return config.served_model_name or entry["id"], model_id
+    url = f"{base_url}/v1/models"
+    try:
+        async with httpx.AsyncClient(verify=verify, timeout=30.0) as http:
+            response = await http.get(url, headers=_models_headers(config))
+            if response.is_error:
+                raise RuntimeError(f"HTTP {response.status_code} {response.reason_phrase}")
+            entry = response.json()["data"][0]
+            model_id = entry.get("root") or entry["id"]
+            name = entry["id"]
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, RuntimeError) else one_line_error(exc)
+        raise RuntimeError(
+            f"could not ask {redact_url(url)} for the model ({reason}); pass --model"
+        ) from None
+    return config.served_model_name or name, model_id
 
 
 def _token_counter(
@@ -264,6 +299,7 @@ def _build_inputs(
             ignore_eos=ignore_eos,
             request_id=s.request_id or None,
             extra_headers=headers,
+            timeout=config.timeout,
             multi_modal_content=_synthetic_audio(config.seed + i)
             if config.backend == "openai-audio"
             else None,
@@ -295,7 +331,10 @@ def _synthetic_audio(seed: int, seconds: float = 1.0, rate: int = 16_000) -> dic
 
 def _preflight(backend: str, first: RequestFuncInput) -> None:
     """Build the first request before anything runs, so a configuration that can't work
-    stops the bench with its reason (``ConfigError``) instead of failing every request."""
+    stops the bench with its reason (``ConfigError``) instead of failing every request.
+    Raw audio is read and encoded first, as ``Client.send`` does (backends do no I/O)."""
+    if needs_media(first):
+        first = prepare_media(first)
     get_backend(backend).build_payload(first)
 
 
@@ -310,7 +349,7 @@ async def _wait_for_endpoint(
     deadline = anyio.current_time() + limit_s
     out = RequestFuncOutput(error="not tried")
     while True:
-        out = await client.send(backend, test)
+        out = await send_counted(client, backend, test)
         if out.success:
             return out
         remaining = deadline - anyio.current_time()
@@ -328,11 +367,29 @@ async def _warmup(
 
     async def one() -> None:
         async with limiter:
-            await client.send(backend, test)
+            await send_counted(client, backend, test)
 
     async with anyio.create_task_group() as tg:
         for _ in range(n):
             tg.start_soon(one)
+
+
+def _input_source_text(
+    config: BenchConfig, metrics: BenchmarkMetrics, kind: str, tokenizer_id: str
+) -> str:
+    """Where "Total input tokens" came from: the client's counter (vLLM's rule), or for
+    pooling backends the server's usage, which vLLM puts in ``prompt_len``."""
+    counted = (
+        "whitespace words (the mock server's rule)"
+        if kind == "words"
+        else f"tokenizer {tokenizer_id}"
+    )
+    if config.is_pooling and metrics.input_server_reported:
+        reported = metrics.input_server_reported
+        if reported >= metrics.completed:
+            return "server usage (pooling, as vLLM)"
+        return f"server usage ({reported}/{metrics.completed}), else {counted}"
+    return counted
 
 
 def _source_text(sources: dict[str, int], completed: int) -> str:
@@ -364,7 +421,8 @@ async def arun_benchmark(
     from .._compat import OPENAI_COMPATIBLE_BACKENDS
 
     stream = stdout or sys.stdout
-    say = _say(config, stream)
+    scrub = config.scrubber()
+    say = _say(config, stream, scrub)
     openai_compatible = set(OPENAI_COMPATIBLE_BACKENDS)
     config.validate(openai_compatible)
     backend = config.backend
@@ -394,6 +452,7 @@ async def arun_benchmark(
                 base_url,
                 say,
                 stream,
+                scrub,
                 stop_after=stop_after,
                 handle_signals=handle_signals,
                 verify=verify,
@@ -404,7 +463,23 @@ async def arun_benchmark(
             # wrap it in an exception group: the caller sees the error itself.
             failure = exc
     assert failure is not None
-    raise failure
+    clean = _scrubbed(failure, scrub)
+    if clean is failure:
+        raise failure
+    raise clean from None  # the original's message holds a secret: not even as context
+
+
+def _scrubbed(exc: Exception, scrub: Scrubber) -> Exception:
+    """*exc*, or one of its type with the secrets replaced in its message (a server's
+    error, echoed in a ready-check or worker failure, may quote the credentials)."""
+    text = str(exc)
+    clean = scrub.text(text)
+    if clean == text:
+        return exc
+    try:
+        return type(exc)(clean)
+    except Exception:
+        return RuntimeError(clean)
 
 
 async def _run(
@@ -412,6 +487,7 @@ async def _run(
     base_url: str,
     say: Callable[[str], None],
     stream: IO[str],
+    scrub: Scrubber,
     *,
     stop_after: int | None,
     handle_signals: bool,
@@ -445,6 +521,9 @@ async def _run(
         model_name=model_name,
         ignore_eos=_ignore_eos(config, openai_compatible),
     )
+    if any(map(needs_media, inputs)):
+        # Audio is read and encoded once, before the run, not per request on its clock.
+        inputs = await anyio.to_thread.run_sync(lambda: list(map(prepare_media, inputs)))
     if inputs:
         _preflight(backend, inputs[0])
     ramp_up = None
@@ -467,7 +546,7 @@ async def _run(
     timeouts = Timeouts(total=config.timeout)
     workers = max(1, min(config.workers, len(scheduled), config.max_concurrency or len(scheduled)))
 
-    where = "embedded mock server" if config.embedded else base_url
+    where = "embedded mock server" if config.embedded else redact_url(base_url)
     say(f"Benchmarking {backend} at {where}{endpoint}, model {model_name}")
     rate_text = "inf" if request_rate == math.inf else f"{request_rate:g}"
     if ramp_up is not None:
@@ -485,7 +564,7 @@ async def _run(
             "download (pass --base-url to benchmark a real server)"
         )
 
-    jsonl = _JsonlWriter(config.output_jsonl)
+    jsonl = _JsonlWriter(config.output_jsonl, scrub)
     progress: _Progress | None = None
     try:
         async with Client(timeouts=timeouts, verify=verify) as client:
@@ -507,6 +586,8 @@ async def _run(
             progress = _Progress(len(inputs), config.disable_tqdm or config.quiet)
 
             def on_record(rec: RequestRecord) -> None:
+                if scrub:
+                    _scrub_output(rec.output, scrub)
                 jsonl.write(rec)
                 assert progress is not None
                 progress.update(rec)
@@ -565,6 +646,7 @@ async def _run(
     return _finish(
         config,
         say,
+        scrub,
         records,
         all_stats,
         scheduled,
@@ -582,9 +664,17 @@ async def _run(
     )
 
 
+def _scrub_output(out: RequestFuncOutput, scrub: Scrubber) -> None:
+    """Replace secrets a server echoed in the error of *out*, once, so the report, the
+    files and the records all hold the clean text. The generated text is left as it
+    came, since output tokens may be counted from it; the files get it scrubbed."""
+    out.error = scrub.text(out.error)
+
+
 def _finish(
     config: BenchConfig,
     say: Callable[[str], None],
+    scrub: Scrubber,
     records: list[RequestRecord],
     all_stats: list[PhaseStats],
     scheduled: list[ScheduledRequest],
@@ -664,11 +754,7 @@ def _finish(
         f"{'Output token counts from:':<40} "
         f"{_source_text(metrics.output_tokens_sources, completed)}",
         f"{'Input token counts from:':<40} "
-        + (
-            "whitespace words (the mock server's rule)"
-            if counter.kind == "words"
-            else f"tokenizer {tokenizer_id}"
-        ),
+        + _input_source_text(config, metrics, counter.kind, tokenizer_id),
     ]
     lines[-1:-1] = extra_lines + check.report_lines()
     for line in lines:
@@ -701,6 +787,11 @@ def _finish(
         )
     )
     result.update(
+        # Beside vLLM's total_input_tokens (the client's counts): the server's
+        # usage.prompt_tokens, None when no successful request reported one.
+        total_input_tokens_server=metrics.total_input_server,
+        input_tokens_server_reported=metrics.input_server_reported,
+        input_lens_server=[o.prompt_tokens for o in outputs],
         scheduled_times=[r.scheduled for r in records],
         client_queue_times=[r.output.client_queue_time for r in records],
         request_ids=[r.request_id for r in records],
@@ -710,13 +801,14 @@ def _finish(
         loop=config.loop,
         workers=len(all_stats) or 1,
         embedded_server=config.embedded,
-        base_url=base_url,
+        base_url=redact_url(base_url),
         interrupted=interrupted,
         not_finished=not_finished,
     )
     if not config.save_detailed:
         for key in DETAILED_KEYS:
             result.pop(key, None)
+    result = scrub.data(result)
 
     path = None
     if config.save_result or config.append_result:
