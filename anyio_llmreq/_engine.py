@@ -49,7 +49,7 @@ from ._models import (
 )
 from ._sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from ._transport import ARRIVAL_EXTENSION
-from .backends._base import Backend
+from .backends._base import Backend, TokenTextBackend
 
 __all__ = ["Exchange", "Timeouts", "body_chunks", "close_chunks", "error_text"]
 
@@ -173,11 +173,9 @@ class Exchange:
             takes_self=True,
         )
     )
-    # The backend's optional fast path for plain token events (see ``Backend``).
+    # The backend's optional fast path for plain token events (``TokenTextBackend``).
     _token_text: Callable[[str], str | None] | None = attrs.field(
-        default=attrs.Factory(
-            lambda self: getattr(self.backend, "token_text", None), takes_self=True
-        )
+        default=attrs.Factory(lambda self: token_text_of(self.backend), takes_self=True)
     )
 
     def feed(self, chunk: bytes, now: float, sink: list[Delta] | None = None) -> None:
@@ -309,6 +307,22 @@ class Exchange:
         else:
             out.success = True
         return out
+
+
+_TOKEN_TEXT: dict[type, bool] = {}
+
+
+def token_text_of(backend: Backend) -> Callable[[str], str | None] | None:
+    """*backend*'s ``token_text`` when it is a ``TokenTextBackend``, else ``None``.
+
+    The protocol check is made once per backend class: ``isinstance`` against a runtime
+    protocol costs more than the rest of a short request.
+    """
+    cls = type(backend)
+    has = _TOKEN_TEXT.get(cls)
+    if has is None:
+        has = _TOKEN_TEXT[cls] = isinstance(backend, TokenTextBackend)
+    return backend.token_text if has else None  # type: ignore[attr-defined]
 
 
 async def check_status(response: httpx.Response) -> None:

@@ -279,3 +279,15 @@ async def test_stream_api_records_failures() -> None:
             assert [d async for d in stream] == []
     assert not stream.output.success
     assert stream.output.error.startswith("HTTP 500")
+
+
+def test_the_token_text_fast_path_is_a_declared_protocol() -> None:
+    from anyio_llmreq._engine import token_text_of
+    from anyio_llmreq.backends import TGI, OpenAIChat, OpenAICompletions, TokenTextBackend
+
+    for backend in (OpenAIChat(), OpenAICompletions()):
+        assert isinstance(backend, TokenTextBackend)
+        fast = token_text_of(backend)
+        assert fast is not None and fast('{"choices":[{"text":"x","delta":{"content":"x"}}]}')
+    assert not isinstance(TGI(), TokenTextBackend)
+    assert token_text_of(TGI()) is None

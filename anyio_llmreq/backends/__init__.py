@@ -8,6 +8,7 @@ backends may use them.
 from ._audio import OpenAIAudio as OpenAIAudio
 from ._base import Backend as Backend
 from ._base import Framing as Framing
+from ._base import TokenTextBackend as TokenTextBackend
 from ._base import base_headers as base_headers
 from ._base import decode_json as decode_json
 from ._base import error_message as error_message
@@ -29,6 +30,7 @@ from ._trtllm import TensorRTLLM as TensorRTLLM
 __all__ = (
     "TGI",
     "Backend",
+    "TokenTextBackend",
     "DeepSpeedMII",
     "Framing",
     "OpenAIAudio",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from .._exceptions import ConfigError, StreamProtocolError
 from .._json import loads
@@ -27,6 +27,7 @@ from .._models import (
 __all__ = [
     "Backend",
     "Framing",
+    "TokenTextBackend",
     "base_headers",
     "decode_json",
     "error_message",
@@ -77,11 +78,22 @@ class Backend(Protocol):
         """Fold everything one response added up to into the final output fields."""
         ...
 
-    # Optional: ``token_text(self, data: str, /) -> str | None``. Given the data of a
-    # plain event (one ``data:`` line, type ``message``), return the generated text when
-    # the event is nothing but a token (non-empty text, no usage, no error), else
-    # ``None``. The engine calls it first and skips building the event and its deltas;
-    # ``parse_event`` must give the same result for such events.
+    # Optional: the ``token_text`` fast path of ``TokenTextBackend``.
+
+
+@runtime_checkable
+class TokenTextBackend(Backend, Protocol):
+    """A backend with a fast path for plain token events, which the engine looks up once
+    per request.
+
+    ``token_text`` is given the data of a plain event (one ``data:`` line, type
+    ``message``) and returns the generated text when the event is nothing but a token
+    (non-empty text, no usage, no error), else ``None``. The engine calls it first and
+    skips building the event and its deltas; ``parse_event`` must give the same result
+    for such events.
+    """
+
+    def token_text(self, data: str, /) -> str | None: ...
 
 
 def validate_url(url: str, api_name: str, suffixes: Iterable[str]) -> None:
