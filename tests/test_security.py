@@ -152,10 +152,28 @@ async def test_key_not_forwarded_across_a_redirect(transport: str) -> None:
 # --- TLS ------------------------------------------------------------------------------------
 
 
-def test_tls_verification_is_on_by_default() -> None:
-    assert Client().verify is True
-    doc = inspect.getdoc(Client) or ""
-    assert "verify" in doc and "False" in doc  # the escape hatch is documented
+async def test_tls_verification_is_on_by_default_and_trusts_what_httpx_trusts(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def reply(conn: Connection) -> None:
+        body = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
+        headers = [("Content-Type", "text/event-stream"), ("Content-Length", str(len(body)))]
+        conn.send(head(200, headers) + body)
+
+    with RawServer(reply, tls=context) as server:
+        request = RequestFuncInput("hi", server.url(CHAT, "https"), 1, 4, "m")
+        async with Client() as client:
+            refused = await client.send("openai-chat", request)
+        # Trusted as httpx trusts: SSL_CERT_FILE names the certificate.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        async with Client() as client:
+            trusted = await client.send("openai-chat", request)
+    assert not refused.success and "CERTIFICATE_VERIFY_FAILED" in refused.error
+    assert trusted.success, trusted.error
 
 
 async def test_verify_false_accepts_a_self_signed_server(
@@ -207,8 +225,5 @@ async def test_chunked_token_stream_over_tls(transport: str, tmp_path: pathlib.P
 
 
 def test_get_tokenizer_does_not_trust_remote_code_by_default() -> None:
-    get_tokenizer = getattr(anyio_llmreq, "get_tokenizer", None)
-    if get_tokenizer is None:
-        pytest.skip("anyio_llmreq.get_tokenizer does not exist")
-    parameter = inspect.signature(get_tokenizer).parameters["trust_remote_code"]
+    parameter = inspect.signature(anyio_llmreq.get_tokenizer).parameters["trust_remote_code"]
     assert parameter.default is False
