@@ -37,7 +37,8 @@ sampling parameter from lenient ones; orjson's ``null`` silently becomes the ser
 default. ``loads`` accepts them, as ``json.loads`` does: servers send them.
 
 ``std_loads``/``std_dumps`` are the definitions, ``fast_loads``/``fast_dumps`` the orjson
-paths (``None`` without orjson), ``loads``/``dumps`` the pair in use. Modules import
+paths (``None`` without orjson), ``loads``/``dumps`` the pair in use; ``token_loads`` the
+raw parser for the backends' token fast paths (see there). Modules import
 ``loads``/``dumps`` by name (no indirection per call); a test that forces one pair binds
 it in every module that imported them (``json_impl`` in ``tests/conftest.py``).
 """
@@ -48,7 +49,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "loads", "token_loads"]
 
 Loads = Callable[[str | bytes], Any]
 Dumps = Callable[[Any], bytes]
@@ -149,3 +150,8 @@ else:
 
 loads: Loads = fast_loads or std_loads
 dumps: Dumps = fast_dumps or std_dumps
+#: The parser as it is (orjson's, else the stdlib's), for the per-event fast paths that
+#: take only strings, and whether keys are set, from the result: every parser agrees on
+#: those, so the check ``loads`` makes for long integers would be wasted there. What it
+#: rejects (``NaN``, say) the caller hands to the full path, which uses ``loads``.
+token_loads: Loads = _orjson_loads if fast_loads is not None else std_loads

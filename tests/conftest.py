@@ -46,14 +46,25 @@ def json_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     package imported them (no per-call indirection to patch instead).
     """
     impl: str = request.param
-    chosen: dict[str, object] = {"loads": _json.std_loads, "dumps": _json.std_dumps}
+    chosen: dict[str, object] = {
+        "loads": _json.std_loads,
+        "dumps": _json.std_dumps,
+        "token_loads": _json.std_loads,
+    }
     if impl == "orjson":
         if _json.fast_loads is None or _json.fast_dumps is None:
             pytest.fail("orjson is in the test extra; install it")
-        chosen = {"loads": _json.fast_loads, "dumps": _json.fast_dumps}
+        import orjson
+
+        chosen = {
+            "loads": _json.fast_loads,
+            "dumps": _json.fast_dumps,
+            "token_loads": orjson.loads,
+        }
     known = {
         "loads": {_json.std_loads, _json.fast_loads} - {None},
         "dumps": {_json.std_dumps, _json.fast_dumps} - {None},
+        "token_loads": {_json.std_loads, _json.token_loads},
     }
     for name, module in list(sys.modules.items()):
         if name == "anyio_llmreq" or name.startswith("anyio_llmreq."):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, final
 import attrs
 
 from .._exceptions import ConfigError, StreamProtocolError
-from .._json import loads
+from .._json import token_loads
 from .._models import (
     Accumulator,
     Completion,
@@ -96,7 +96,7 @@ class OpenAICompletions:
         if data[:1] != "{":
             return None
         try:
-            obj = loads(data)
+            obj = token_loads(data)
             text = obj["choices"][0]["text"]
         except (ValueError, LookupError, TypeError):
             return None
@@ -203,7 +203,7 @@ class OpenAIChat:
         if data[:1] != "{":
             return None
         try:
-            obj = loads(data)
+            obj = token_loads(data)
             delta = obj["choices"][0]["delta"]
             content = delta.get("content")
         except (ValueError, LookupError, TypeError, AttributeError):
