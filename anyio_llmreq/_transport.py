@@ -15,6 +15,10 @@ bookkeeping and on per-read layers around h11. This transport keeps httpx's clie
   shuts the socket down, which makes the pending read return and raise ``ReadTimeout``.
 
 It runs on asyncio, uvloop and trio. Proxies are not supported (see :class:`AnyioTransport`).
+
+The HTTP/1.1 wire format (request head, response head, body framing, chunked decoding)
+is the sans-IO codec in :mod:`._http11`; this module holds what touches sockets, clocks
+and event loops: the pool, the body streams, the watchdogs and the naming of errors.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import attrs
 import httpx
 
 from ._aiostream import ReadBatch, open_asyncio_stream
+from ._http11 import MAX_HEAD, ChunkedDecoder, encode_head, framing, parse_head
 
 if TYPE_CHECKING:
     import trio
@@ -48,16 +53,11 @@ ARRIVAL_EXTENSION: Final = "anyio_llmreq.arrival"
 #: Request extension: absolute ``anyio.current_time()`` deadline for the whole request.
 DEADLINE_EXTENSION: Final = "anyio_llmreq.deadline"
 
-_MAX_HEAD: Final = 65536  # header section limit (status line + headers)
-_MAX_CHUNK_LINE: Final = 4096  # chunk size line incl. extensions
 _ONE_SEND: Final = 65536  # bodies up to this size travel in the same send as the head
-_HEXDIGITS: Final = b"0123456789abcdefABCDEF"
-_NO_BODY_STATUS: Final = frozenset({204, 304})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _INF: Final = math.inf
 
 _Key = tuple[str, str, int]
-_RawHeaders = list[tuple[bytes, bytes]]
 
 
 @final
@@ -177,7 +177,9 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             self._refuse_env_proxy(scheme, host)
 
         method = request.method
-        head, chunked_body, keep_alive = _encode_head(request)
+        head, chunked_body, keep_alive = encode_head(
+            method, request.url.raw_path, request.headers.raw
+        )
         body: bytes | None = None
         if isinstance(request.stream, httpx.ByteStream):
             # In-memory body: can be sent together with the head and re-sent on retry.
@@ -300,9 +302,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                 )
             from ._triostream import TrioStream  # trio is an optional dependency
 
-            return TrioStream(
-                await anyio.connect_tcp(host, port, local_host=self._local_address)
-            )
+            return TrioStream(await anyio.connect_tcp(host, port, local_host=self._local_address))
         except socket.gaierror as exc:
             raise httpx.ConnectError(f"Could not resolve host {host!r}: {exc}") from exc
         except ssl.SSLError as exc:
@@ -363,7 +363,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         while True:
             end = buf.find(b"\r\n\r\n", searched)
             if end < 0:
-                if len(buf) > _MAX_HEAD:
+                if len(buf) > MAX_HEAD:
                     raise httpx.RemoteProtocolError("Response header section exceeds 64 KiB")
                 searched = max(len(buf) - 3, 0)
                 if first_byte:
@@ -379,18 +379,16 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                         "Server disconnected while sending the response headers."
                     ) from exc
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                    raise httpx.ReadError(
-                        f"Error reading the response: {_describe(exc)}"
-                    ) from exc
+                    raise httpx.ReadError(f"Error reading the response: {_describe(exc)}") from exc
                 last = clock()
                 if not first_byte:
                     first_byte = last
                 buf += data
                 continue
 
-            if end > _MAX_HEAD:
+            if end > MAX_HEAD:
                 raise httpx.RemoteProtocolError("Response header section exceeds 64 KiB")
-            version, status, reason, headers = _parse_head(buf[:end])
+            version, status, reason, headers = parse_head(buf[:end])
             buf = buf[end + 4 :]
             searched = 0
             if 100 <= status < 200 and status != 101:
@@ -403,7 +401,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             "reason_phrase": reason,
             ARRIVAL_EXTENSION: arrival,
         }
-        length, chunked, keep_alive = _framing(
+        length, chunked, keep_alive = framing(
             version, status, method, headers, keep_alive=keep_alive
         )
         if length == 0:
@@ -450,43 +448,13 @@ _PROXY_MESSAGE: Final = (
 )
 
 
-# -- request encoding ----------------------------------------------------------------
+# -- sending the request ---------------------------------------------------------------
 
 
 def _encode_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
-    """Return the request head, whether the body is chunked, and whether to keep alive."""
-    chunked = False
-    keep_alive = True
-    fields: list[bytes] = []
-    append = fields.append
-    for name, value in request.headers.raw:
-        lname = name.lower()
-        if lname in _FRAMING_FIELDS:
-            if lname == b"expect":
-                if value.lower() == b"100-continue":
-                    # Waiting for "100 Continue" costs a round trip and many servers
-                    # never send it; sending the body straight away is what the RFC
-                    # allows anyway.
-                    continue
-            elif lname == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif b"close" in value.lower():
-                keep_alive = False
-        append(name + b": " + value)
-    start = b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
-    if not fields:
-        return start + b"\r\n", chunked, keep_alive
-    block = b"\r\n".join(fields)
-    # Each separator holds one CR and one LF: any other is a line break inside a field.
-    separators = len(fields) - 1
-    if block.count(b"\r") != separators or block.count(b"\n") != separators:
-        for name, value in request.headers.raw:
-            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-                raise httpx.LocalProtocolError(f"Illegal line break in header {name!r}")
-    return b"%s%s\r\n\r\n" % (start, block), chunked, keep_alive
-
-
-_FRAMING_FIELDS: Final = frozenset({b"expect", b"transfer-encoding", b"connection"})
+    """:func:`._http11.encode_head` of a whole ``httpx.Request`` (the request path calls
+    ``encode_head`` itself)."""
+    return encode_head(request.method, request.url.raw_path, request.headers.raw)
 
 
 async def _send(conn: _Connection, data: bytes) -> None:
@@ -521,69 +489,6 @@ async def _send_stream(
             await aclose()
     if chunked:
         await _send(conn, b"0\r\n\r\n")
-
-
-# -- response head -------------------------------------------------------------------
-
-
-def _parse_head(data: bytes) -> tuple[bytes, int, bytes, _RawHeaders]:
-    lines = data.split(b"\r\n")
-    status_line = lines[0]
-    version, _, rest = status_line.partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    if (
-        len(version) != 8
-        or not version.startswith(b"HTTP/1.")
-        or len(code) != 3
-        or not code.isdigit()
-    ):
-        raise httpx.RemoteProtocolError(f"Malformed status line: {status_line[:100]!r}")
-    headers: _RawHeaders = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name[-1] in b" \t" or name[0] in b" \t":
-            raise httpx.RemoteProtocolError(f"Malformed response header: {line[:100]!r}")
-        headers.append((name, value.strip(b" \t")))
-    return version, int(code), reason, headers
-
-
-def _framing(
-    version: bytes, status: int, method: str, headers: _RawHeaders, *, keep_alive: bool
-) -> tuple[int | None, bool, bool]:
-    """Return (content length or None, chunked, keep alive) for a response."""
-    lengths: set[bytes] = set()
-    transfer_encoding = b""
-    connection = b""
-    for name, value in headers:
-        lname = name.lower()
-        if lname == b"content-length":
-            lengths.update(v.strip() for v in value.split(b","))
-        elif lname == b"transfer-encoding":
-            transfer_encoding += b"," + value.lower()
-        elif lname == b"connection":
-            connection += b"," + value.lower()
-    if version == b"HTTP/1.1":
-        keep_alive = keep_alive and b"close" not in connection
-    else:
-        keep_alive = keep_alive and b"keep-alive" in connection
-    if status == 101:
-        return 0, False, False  # the connection now speaks another protocol
-    if method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
-        return 0, False, keep_alive
-    if transfer_encoding:
-        if transfer_encoding.rsplit(b",", 1)[-1].strip() == b"chunked":
-            # RFC 9112 6.3: with both, Transfer-Encoding wins and the connection is
-            # not reused, since a middlebox may have read the other one.
-            return None, True, keep_alive and not lengths
-        return None, False, False
-    if lengths:
-        if len(lengths) != 1:
-            raise httpx.RemoteProtocolError("Conflicting Content-Length headers")
-        raw = lengths.pop()
-        if not raw.isdigit() or len(raw) > 18:
-            raise httpx.RemoteProtocolError(f"Malformed Content-Length: {raw[:40]!r}")
-        return int(raw), False, keep_alive
-    return None, False, False  # delimited by the server closing the connection
 
 
 # -- response bodies -----------------------------------------------------------------
@@ -743,7 +648,7 @@ class _ChunkedStream(_BodyStream):
         read_timeout: float | None,
     ) -> None:
         super().__init__(transport, conn, arrival, initial, length, keep_alive, read_timeout)
-        self._decoder = _ChunkedDecoder()
+        self._decoder = ChunkedDecoder()
 
     async def __anext__(self) -> bytes:
         decoder = self._decoder
@@ -886,151 +791,6 @@ class _CloseDelimitedStream(_BodyStream):
         self._arrival.time = self._clock()
         self._wait_start = None
         return data
-
-
-_SIZE: Final = 0
-_TRAILERS: Final = 1
-_DONE: Final = 2
-
-
-class _ChunkedDecoder:
-    """Incremental ``Transfer-Encoding: chunked`` decoder (sans-IO).
-
-    ``decode(data)`` returns the chunk payloads completed or continued in *data*, in
-    order; the caller joins them so each socket read yields one object. Partial chunk
-    size lines and CRLFs are carried over to the next call.
-    """
-
-    __slots__ = ("_crlf_left", "_partial", "_size_left", "_state", "_trailer_bytes", "clean")
-
-    def __init__(self) -> None:
-        self._size_left = 0  # payload bytes of the current chunk still to come
-        self._crlf_left = 0  # bytes of the CRLF that closes a chunk's payload still to come
-        self._state = _SIZE
-        self._partial = b""  # an incomplete size or trailer line
-        self._trailer_bytes = 0
-        self.clean = True  # False when bytes follow the end of the body
-
-    @property
-    def done(self) -> bool:
-        return self._state == _DONE
-
-    def decode(self, data: bytes) -> list[bytes]:
-        if (
-            data[-2:] == b"\r\n"
-            and self._state == _SIZE
-            and not self._size_left
-            and not self._crlf_left
-            and not self._partial
-        ):
-            # A read of whole chunks with no CRLF inside their payloads (SSE over LF, the
-            # usual case) splits into "size, payload, size, payload, ..., ''". The split
-            # is the true framing exactly when every payload has its line's size, so the
-            # check and the slicing run in C, not once per chunk in Python.
-            parts = data.split(b"\r\n")
-            payloads = parts[1::2]
-            if list(map(_CHUNK_SIZES.get, parts[:-1:2])) == list(map(len, payloads)):
-                return payloads
-        out: list[bytes] = []
-        if self._partial:
-            data = self._partial + data
-            self._partial = b""
-        n = len(data)
-        pos = 0
-        size_left = self._size_left
-        crlf_left = self._crlf_left
-        state = self._state
-        find = data.find
-        known_size = _CHUNK_SIZES.get
-        append = out.append
-        while pos < n:
-            if state == _SIZE and not size_left and not crlf_left:
-                # Hot loop: complete "size CRLF payload CRLF" chunks with a size line
-                # seen before. Anything else drops to the general state machine below.
-                while True:
-                    i = find(b"\r\n", pos)
-                    if i < 0:
-                        break
-                    size = known_size(data[pos:i])
-                    if not size:
-                        break
-                    start = i + 2
-                    end = start + size
-                    if end + 2 > n or data[end] != 13 or data[end + 1] != 10:
-                        break
-                    append(data[start:end])
-                    pos = end + 2
-                if pos >= n:
-                    break
-                i = find(b"\r\n", pos)
-                if i < 0:
-                    if n - pos > _MAX_CHUNK_LINE:
-                        raise httpx.RemoteProtocolError("Chunk size line too long")
-                    self._partial = data[pos:]
-                    break
-                size_left = _parse_chunk_size(data[pos:i])
-                pos = i + 2
-                if not size_left:
-                    state = _TRAILERS
-            elif size_left:
-                end = pos + size_left
-                if end <= n:
-                    append(data[pos:end])
-                    pos = end
-                    size_left = 0
-                    crlf_left = 2
-                else:
-                    append(data[pos:] if pos else data)
-                    size_left = end - n
-                    pos = n
-            elif crlf_left:
-                if data[pos] != (13 if crlf_left == 2 else 10):
-                    raise httpx.RemoteProtocolError(
-                        "Malformed chunked body: chunk data not followed by CRLF"
-                    )
-                pos += 1
-                crlf_left -= 1
-            elif state == _TRAILERS:
-                i = find(b"\r\n", pos)
-                if i < 0:
-                    if self._trailer_bytes + n - pos > _MAX_HEAD:
-                        raise httpx.RemoteProtocolError("Chunked trailer section too long")
-                    self._partial = data[pos:]
-                    break
-                if i == pos:
-                    pos += 2
-                    state = _DONE
-                    break
-                self._trailer_bytes += i + 2 - pos
-                pos = i + 2  # trailer fields are skipped
-            else:  # pragma: no cover - the caller stops at _DONE
-                break
-        if state == _DONE and pos < n:
-            self.clean = False  # unexpected bytes after the body: do not reuse
-        self._size_left = size_left
-        self._crlf_left = crlf_left
-        self._state = state
-        return out
-
-
-# Chunk size lines repeat a lot in token streams; a validated line costs one dict lookup.
-_CHUNK_SIZES: dict[bytes, int] = {}
-
-
-def _parse_chunk_size(line: bytes) -> int:
-    raw = line
-    semi = line.find(b";")
-    if semi >= 0:
-        line = line[:semi]
-    line = line.rstrip(b" \t")
-    # int(x, 16) alone would also take "0x1f", "+1f", "1_f" and surrounding whitespace.
-    if not line or len(line) > 16 or line.strip(_HEXDIGITS):
-        raise httpx.RemoteProtocolError(f"Malformed chunk size: {raw[:40]!r}")
-    size = int(line, 16)
-    # Never the last chunk's 0: the fast paths treat a known size as a payload to come.
-    if size and semi < 0 and len(_CHUNK_SIZES) < 4096:
-        _CHUNK_SIZES[raw] = size
-    return size
 
 
 # -- timeouts of body streams ----------------------------------------------------------

@@ -377,8 +377,12 @@ def test_json_impl_binds_the_pair_where_it_was_imported(json_impl: str) -> None:
     from anyio_llmreq.backends import _base, _openai
 
     loads, dumps = (fast_loads, fast_dumps) if json_impl == "orjson" else (std_loads, std_dumps)
-    assert _json.loads is _base.loads is _openai.loads is loads
+    assert _json.loads is _base.loads is loads
     assert _json.dumps is _engine.dumps is dumps
+    # The token fast path's raw parser: orjson's own, or the stdlib's.
+    raw = _json.token_loads if json_impl == "orjson" else std_loads
+    assert _openai.token_loads is raw
+    assert (raw is std_loads) == (json_impl == "stdlib")
 
 
 # --- end to end, over a real socket -------------------------------------------------------

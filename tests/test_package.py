@@ -47,7 +47,7 @@ def test_import_stays_light() -> None:
     assert result.stdout.strip() == ""
 
 
-SANS_IO = ["_models.py", "_sse.py", "_json.py", "_exceptions.py", "backends"]
+SANS_IO = ["_models.py", "_sse.py", "_json.py", "_exceptions.py", "_http11.py", "backends"]
 # Modules whose use is I/O, a clock, or an import at call time (file reads, on the loop).
 IO_MODULES = {
     "httpx", "anyio", "asyncio", "trio", "socket", "aiohttp", "time", "importlib", "pathlib",
@@ -56,6 +56,9 @@ IO_MODULES = {
 # What of os / os.path touches no file: the rest (os.stat, os.path.exists...) does.
 PURE_OS = {"environ", "getenv", "fspath", "fsdecode", "fsencode", "sep", "linesep", "path"}
 PURE_OS_PATH = {"basename", "dirname", "join", "split", "splitext", "normpath", "normcase"}
+# httpx's protocol errors are plain exception classes: the HTTP/1.1 codec raises them as
+# httpx's own transport does, so users see the same types. Nothing else of httpx.
+HTTPX_ERRORS = {"LocalProtocolError", "RemoteProtocolError"}
 FILE_CALLS = {"open", "__import__"}  # builtins
 FILE_METHODS = {"open", "read_text", "read_bytes", "write_text", "write_bytes"}
 
@@ -76,7 +79,8 @@ def io_uses(source: str) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = {alias.name for alias in node.names}
             if node.module.split(".")[0] in IO_MODULES:
-                found.append(f"{line}: from {node.module} import")
+                if not (node.module == "httpx" and names <= HTTPX_ERRORS):
+                    found.append(f"{line}: from {node.module} import")
             elif node.module == "os" and names - PURE_OS:
                 found.append(f"{line}: from os import {sorted(names - PURE_OS)}")
             elif node.module == "os.path" and names - PURE_OS_PATH:
@@ -141,6 +145,10 @@ def test_sans_io_modules_do_no_io_and_read_no_clock() -> None:
         "__import__('numpy')",
         "import time\ntime.perf_counter()",
         "from anyio import sleep",
+        "import httpx",
+        "from httpx import AsyncClient",
+        "from httpx import RemoteProtocolError, AsyncClient",
+        "from httpx._transports.default import RemoteProtocolError",
     ],
 )
 def test_the_sans_io_guard_catches(source: str) -> None:
@@ -156,6 +164,7 @@ def test_the_sans_io_guard_lets_pure_code_pass() -> None:
         "    return os.path.basename(os.fspath(p)), io.BytesIO(b''), json.dumps(key)\n"
     )
     assert io_uses(source) == []
+    assert io_uses("from httpx import LocalProtocolError, RemoteProtocolError") == []
 
 
 def test_py_typed_is_shipped() -> None:

@@ -14,20 +14,16 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from anyio_llmreq._transport import (
     ARRIVAL_EXTENSION,
     DEADLINE_EXTENSION,
     AnyioTransport,
     Arrival,
-    _ChunkedDecoder,
     body_pusher,
 )
 
@@ -212,71 +208,7 @@ async def wait_for(event: threading.Event) -> None:
     assert await anyio.to_thread.run_sync(event.wait, 5.0)
 
 
-# -- chunked decoding ------------------------------------------------------------------
-
-
-def decode_pieces(pieces: list[bytes]) -> tuple[bytes, bool, bool]:
-    decoder = _ChunkedDecoder()
-    out = b""
-    for piece in pieces:
-        out += b"".join(decoder.decode(piece))
-    return out, decoder.done, decoder.clean
-
-
-RAW_CHUNKED = (
-    b"3\r\nabc\r\nA;name=value\r\n0123456789\r\n1 \r\nx\r\n0\r\nTrailer: yes\r\nOther: 1\r\n\r\n"
-)
-
-
-def test_chunked_decoder_every_split() -> None:
-    expected = b"abc0123456789x"
-    assert decode_pieces([RAW_CHUNKED]) == (expected, True, True)
-    assert decode_pieces([bytes([b]) for b in RAW_CHUNKED]) == (expected, True, True)
-    n = len(RAW_CHUNKED)
-    for i in range(1, n):
-        assert decode_pieces([RAW_CHUNKED[:i], RAW_CHUNKED[i:]]) == (expected, True, True), i
-        for j in range(i + 1, n):
-            pieces = [RAW_CHUNKED[:i], RAW_CHUNKED[i:j], RAW_CHUNKED[j:]]
-            assert decode_pieces(pieces) == (expected, True, True), (i, j)
-
-
-def test_chunked_decoder_one_output_per_read() -> None:
-    decoder = _ChunkedDecoder()
-    assert decoder.decode(chunked(*EVENTS)) == EVENTS
-    assert decoder.done
-    assert not _ChunkedDecoder().decode(b"5\r\nab")[0] == b"ab5"
-
-
-@pytest.mark.parametrize(
-    "raw", [b"zz\r\n", b"-1\r\n", b"0x5\r\nabcde\r\n", b"\r\n", b"2\r\nabX\r\n", b"1_0\r\n"]
-)
-def test_chunked_decoder_rejects(raw: bytes) -> None:
-    with pytest.raises(httpx.RemoteProtocolError):
-        _ChunkedDecoder().decode(raw)
-
-
-def test_chunked_decoder_whole_chunk_reads() -> None:
-    # Reads of whole chunks split on CRLF in one go; a CRLF inside a payload, an unseen
-    # size line or the last chunk must still decode exactly.
-    decoder = _ChunkedDecoder()
-    assert decoder.decode(chunked(*EVENTS[:2])[:-5]) == EVENTS[:2]  # without "0\r\n\r\n"
-    assert decoder.decode(b"4\r\na\r\nb\r\n5\r\nc\r\n\r\n\r\n") == [b"a\r\nb", b"c\r\n\r\n"]
-    assert decoder.decode(b"3\r\nxyz\r\n4\r\nab\r\n\r\n") == [b"xyz", b"ab\r\n"]
-    assert decoder.decode(b"1\r\nz\r\n0\r\n\r\n") == [b"z"]
-    assert decoder.done and decoder.clean
-
-
-@given(st.lists(st.binary(max_size=12), max_size=12), st.data())
-def test_chunked_decoder_any_payloads_and_reads(payloads: list[bytes], data: Any) -> None:
-    raw = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in payloads if p) + b"0\r\n\r\n"
-    cuts = sorted(data.draw(st.sets(st.integers(1, len(raw) - 1), max_size=8)))
-    bounds = [0, *cuts, len(raw)]
-    pieces = [raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-    assert decode_pieces(pieces) == (b"".join(payloads), True, True)
-
-
-def test_chunked_decoder_trailing_garbage_not_clean() -> None:
-    assert decode_pieces([b"1\r\na\r\n0\r\n\r\nHTTP/1.1"]) == (b"a", True, False)
+# -- chunked bodies (the decoder on its own: tests/test_http11.py) ----------------------
 
 
 async def test_chunked_several_chunks_in_one_read(serve: Callable[..., Server]) -> None:
