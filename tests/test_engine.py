@@ -291,3 +291,33 @@ def test_the_token_text_fast_path_is_a_declared_protocol() -> None:
         assert fast is not None and fast('{"choices":[{"text":"x","delta":{"content":"x"}}]}')
     assert not isinstance(TGI(), TokenTextBackend)
     assert token_text_of(TGI()) is None
+
+
+@pytest.mark.anyio
+async def test_httpxs_private_stream_wrapper_is_what_body_chunks_expects() -> None:
+    """``body_chunks`` unwraps httpx's client stream (``Response.stream._stream``) to read
+    our transport's body directly; an httpx release that renames it must fail here, not
+    silently fall back to the slower generators."""
+    import inspect
+
+    from anyio_llmreq import MockBehaviour, open_mock_server
+    from anyio_llmreq._engine import body_chunks, close_chunks
+    from anyio_llmreq._transport import AnyioTransport, _BodyStream
+
+    async with open_mock_server(MockBehaviour()) as server:
+        async with httpx.AsyncClient(transport=AnyioTransport(trust_env=False)) as http:
+            request = http.build_request(
+                "POST",
+                server.base_url + "/v1/completions",
+                json={"model": "m", "prompt": "a b", "max_tokens": 2, "stream": True},
+            )
+            response = await http.send(request, stream=True)
+            try:
+                assert isinstance(response.stream._stream, _BodyStream)  # type: ignore[attr-defined]
+                chunks = body_chunks(response)
+                assert not inspect.isasyncgen(chunks)  # the transport's own iterator
+                body = b"".join([chunk async for chunk in chunks])
+                await close_chunks(chunks)
+            finally:
+                await response.aclose()
+    assert b"data: [DONE]" in body
