@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -61,7 +62,7 @@ def json_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
             "dumps": _json.fast_dumps,
             "token_loads": orjson.loads,
         }
-    known = {
+    known: dict[str, set[object]] = {
         "loads": {_json.std_loads, _json.fast_loads} - {None},
         "dumps": {_json.std_dumps, _json.fast_dumps} - {None},
         "token_loads": {_json.std_loads, _json.token_loads},
@@ -72,3 +73,21 @@ def json_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
                 if getattr(module, attr, None) in known[attr]:
                     monkeypatch.setattr(module, attr, func)
     return impl
+
+
+@pytest.fixture
+def restore_registry() -> Iterator[None]:
+    """The backend registry and ``ASYNC_REQUEST_FUNCS`` as they were, after the test:
+    a backend a test registers must not show up in tests that run later."""
+    from anyio_llmreq import ASYNC_REQUEST_FUNCS
+    from anyio_llmreq.backends import _registry
+
+    backends = dict(_registry._BACKENDS)
+    funcs = dict(ASYNC_REQUEST_FUNCS)
+    try:
+        yield
+    finally:
+        _registry._BACKENDS.clear()
+        _registry._BACKENDS.update(backends)
+        ASYNC_REQUEST_FUNCS.clear()
+        ASYNC_REQUEST_FUNCS.update(funcs)

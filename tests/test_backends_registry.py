@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -34,7 +34,7 @@ from anyio_llmreq import (
     get_backend,
     register_backend,
 )
-from anyio_llmreq.backends import Framing, _registry, base_headers, decode_json
+from anyio_llmreq.backends import Framing, base_headers, decode_json
 
 from .mock_run import check_stream, run, words
 
@@ -45,19 +45,6 @@ REFERENCE_KEYS = [
     "tensorrt-llm", "scalellm", "sglang", "llama.cpp",
 ]  # fmt: skip
 OUR_KEYS = ["openai-embeddings", "vllm-pooling", "vllm-rerank"]
-
-
-@pytest.fixture
-def restore_registry() -> Iterator[None]:
-    backends = dict(_registry._BACKENDS)
-    funcs = dict(ASYNC_REQUEST_FUNCS)
-    try:
-        yield
-    finally:
-        _registry._BACKENDS.clear()
-        _registry._BACKENDS.update(backends)
-        ASYNC_REQUEST_FUNCS.clear()
-        ASYNC_REQUEST_FUNCS.update(funcs)
 
 
 def test_every_reference_key_in_order_then_ours() -> None:

@@ -638,15 +638,7 @@ async def test_control_endpoints():
 
 async def test_bad_http_gets_400():
     async with open_mock_server() as server:
-        async with await anyio.connect_tcp(server.host, server.port) as s:
-            await s.send(b"NONSENSE\r\n\r\n")
-            reply = b""
-            with anyio.fail_after(5):
-                try:
-                    while chunk := await s.receive():
-                        reply += chunk
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    pass
+        reply = await exchange(server, b"NONSENSE\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400 ")
     assert server.errors == []
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pathlib
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from anyio_llmreq import ASYNC_REQUEST_FUNCS, Client, RequestFuncInput, backend_names
-from anyio_llmreq.backends import _registry
 
 README = pathlib.Path(__file__).parent.parent / "README.md"
 
@@ -32,28 +30,10 @@ def test_the_two_newcomer_commands_open_the_readme() -> None:
     assert "pip install -e '.[test]' && python -m pytest" in head
 
 
-@pytest.fixture
-def fresh_registry() -> Iterator[None]:
-    """The registry as the package ships it, restored afterwards.
-
-    The example registers "my-server" for the whole process: left there, it showed up in
-    the registry tests run later, and the runs of this test on other event loops skipped
-    the example, relying on the first run's registration.
-    """
-    backends = dict(_registry._BACKENDS)
-    funcs = dict(ASYNC_REQUEST_FUNCS)
-    assert "my-server" not in backends
-    try:
-        yield
-    finally:
-        _registry._BACKENDS.clear()
-        _registry._BACKENDS.update(backends)
-        ASYNC_REQUEST_FUNCS.clear()
-        ASYNC_REQUEST_FUNCS.update(funcs)
-
-
-@pytest.mark.usefixtures("fresh_registry")
+@pytest.mark.usefixtures("restore_registry")
 async def test_the_custom_backend_example() -> None:
+    # Registered afresh on every loop, and gone afterwards (see ``restore_registry``).
+    assert "my-server" not in backend_names()
     namespace: dict[str, Any] = {}
     exec(python_block_after("### Your own backend"), namespace)
     assert "my-server" in backend_names()

@@ -152,32 +152,8 @@ async def test_key_not_forwarded_across_a_redirect(transport: str) -> None:
 # --- TLS ------------------------------------------------------------------------------------
 
 
-async def test_tls_verification_is_on_by_default_and_trusts_what_httpx_trusts(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cert, key = self_signed_cert(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-
-    def reply(conn: Connection) -> None:
-        body = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
-        headers = [("Content-Type", "text/event-stream"), ("Content-Length", str(len(body)))]
-        conn.send(head(200, headers) + body)
-
-    with RawServer(reply, tls=context) as server:
-        request = RequestFuncInput("hi", server.url(CHAT, "https"), 1, 4, "m")
-        async with Client() as client:
-            refused = await client.send("openai-chat", request)
-        # Trusted as httpx trusts: SSL_CERT_FILE names the certificate.
-        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        async with Client() as client:
-            trusted = await client.send("openai-chat", request)
-    assert not refused.success and "CERTIFICATE_VERIFY_FAILED" in refused.error
-    assert trusted.success, trusted.error
-
-
-async def test_verify_false_accepts_a_self_signed_server(
-    transport: str, tmp_path: pathlib.Path
+async def test_tls_is_verified_as_httpx_verifies_and_can_be_turned_off(
+    transport: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cert, key = self_signed_cert(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -194,9 +170,14 @@ async def test_verify_false_accepts_a_self_signed_server(
             refused = await client.send("openai-chat", RequestFuncInput("hi", url, 1, 4, "m"))
         async with make_client(transport, verify=False) as client:
             accepted = await client.send("openai-chat", RequestFuncInput("hi", url, 1, 4, "m"))
+        # Trusted as httpx trusts: SSL_CERT_FILE names the certificate.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        async with make_client(transport) as client:
+            trusted = await client.send("openai-chat", RequestFuncInput("hi", url, 1, 4, "m"))
     assert not refused.success and "CERTIFICATE_VERIFY_FAILED" in refused.error
     assert accepted.success, accepted.error
     assert accepted.generated_text == "hi"
+    assert trusted.success, trusted.error
 
 
 async def test_chunked_token_stream_over_tls(transport: str, tmp_path: pathlib.Path) -> None:
