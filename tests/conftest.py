@@ -63,14 +63,15 @@ def json_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
             "token_loads": orjson.loads,
         }
     known: dict[str, set[object]] = {
-        "loads": {_json.std_loads, _json.fast_loads} - {None},
-        "dumps": {_json.std_dumps, _json.fast_dumps} - {None},
+        "loads": {_json.std_loads, _json.fast_loads},
+        "dumps": {_json.std_dumps, _json.fast_dumps},
         "token_loads": {_json.std_loads, _json.token_loads},
     }
+    missing = object()  # a module without the name: never patched, orjson or not
     for name, module in list(sys.modules.items()):
         if name == "anyio_llmreq" or name.startswith("anyio_llmreq."):
             for attr, func in chosen.items():
-                if getattr(module, attr, None) in known[attr]:
+                if getattr(module, attr, missing) in known[attr]:
                     monkeypatch.setattr(module, attr, func)
     return impl
 
