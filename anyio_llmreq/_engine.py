@@ -380,9 +380,8 @@ def build_http_request(
     spec = backend.build_payload(request)
     headers = merge_headers(spec.headers)
     lowered = {name.lower() for name in headers}
-    if spec.auth and api_key and "authorization" not in lowered:
-        # A default: the caller's own Authorization in extra_headers wins.
-        headers["Authorization"] = f"Bearer {api_key}"
+    if spec.auth:
+        add_bearer(headers, api_key, lowered)
     # The total deadline is the caller's cancel scope, not the transport's extension, so
     # that it reads the same whichever transport is in use.
     extensions: dict[str, Any] = {}
@@ -443,6 +442,18 @@ def merge_headers(headers: dict[str, str]) -> dict[str, str]:
         spelled[key] = name
         merged[name] = value
     return merged
+
+
+def add_bearer(
+    headers: dict[str, str], api_key: str | None, lowered: set[str] | None = None
+) -> dict[str, str]:
+    """Add ``Authorization: Bearer <api_key>`` to *headers* (in place) as a default: an
+    Authorization already there, in any case, wins. *lowered*: the names, lowercased."""
+    if lowered is None:
+        lowered = {name.lower() for name in headers}
+    if api_key and "authorization" not in lowered:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
 
 
 _REDIRECT_TO_GET = frozenset({301, 302, 303})

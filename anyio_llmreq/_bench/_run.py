@@ -165,13 +165,10 @@ def _say(config: BenchConfig, stream: IO[str], scrub: Scrubber) -> Callable[[str
 def _models_headers(config: BenchConfig) -> dict[str, str]:
     """The headers of ``GET /v1/models``: the requests' bearer key (``OPENAI_API_KEY``,
     as the client sends it), then ``--header``, whose Authorization wins in any case."""
+    from .._engine import add_bearer
     from ..backends._base import api_key_from_env
 
-    headers = dict(config.headers)
-    key = api_key_from_env()
-    if key and not any(name.lower() == "authorization" for name in headers):
-        headers["Authorization"] = f"Bearer {key}"
-    return headers
+    return add_bearer(dict(config.headers), api_key_from_env())
 
 
 async def _resolve_model(config: BenchConfig, base_url: str, verify: bool) -> tuple[str, str]:
