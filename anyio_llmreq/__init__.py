@@ -2,20 +2,13 @@
 
 Works under asyncio, uvloop and trio. ``ASYNC_REQUEST_FUNCS``, ``RequestFuncInput`` and
 ``RequestFuncOutput`` are drop-in replacements for vLLM's ``backend_request_func``;
-``Client`` is the typed API for harnesses.
+``Client`` is the typed API for harnesses. The serving benchmark is
+:mod:`anyio_llmreq.bench` and the mock server :mod:`anyio_llmreq.testing`.
 """
 
+from typing import Any
+
 from .__version__ import __version__ as __version__
-from ._bench import BenchConfig as BenchConfig
-from ._bench import BenchmarkMetrics as BenchmarkMetrics
-from ._bench import BenchmarkResult as BenchmarkResult
-from ._bench import RequestRecord as RequestRecord
-from ._bench import RequestSchedule as RequestSchedule
-from ._bench import SelfCheck as SelfCheck
-from ._bench import arun_benchmark as arun_benchmark
-from ._bench import calculate_metrics as calculate_metrics
-from ._bench import get_request_schedule as get_request_schedule
-from ._bench import run_benchmark as run_benchmark
 from ._client import Client as Client
 from ._client import ResponseStream as ResponseStream
 from ._client import TimedDelta as TimedDelta
@@ -44,10 +37,6 @@ from ._exceptions import RequestTimeout as RequestTimeout
 from ._exceptions import ServerReportedError as ServerReportedError
 from ._exceptions import StreamProtocolError as StreamProtocolError
 from ._exceptions import TransportError as TransportError
-from ._mock import MockBehaviour as MockBehaviour
-from ._mock import MockServer as MockServer
-from ._mock import MockServerThread as MockServerThread
-from ._mock import open_mock_server as open_mock_server
 from ._models import Accumulator as Accumulator
 from ._models import Completion as Completion
 from ._models import Delta as Delta
@@ -87,9 +76,6 @@ __all__ = (
     "TGI",
     "Accumulator",
     "Backend",
-    "BenchConfig",
-    "BenchmarkMetrics",
-    "BenchmarkResult",
     "Client",
     "Completion",
     "ConfigError",
@@ -101,9 +87,6 @@ __all__ = (
     "FinalTextDelta",
     "HTTPStatusError",
     "LLMReqError",
-    "MockBehaviour",
-    "MockServer",
-    "MockServerThread",
     "OpenAIAudio",
     "OpenAIChat",
     "OpenAICompletions",
@@ -113,15 +96,12 @@ __all__ = (
     "RequestFunc",
     "RequestFuncInput",
     "RequestFuncOutput",
-    "RequestRecord",
-    "RequestSchedule",
     "RequestSpec",
     "RequestTimeout",
     "ResponseStream",
     "ResultDelta",
     "SSEDecoder",
     "SSEEvent",
-    "SelfCheck",
     "ServerReportedError",
     "StreamProtocolError",
     "TensorRTLLM",
@@ -135,7 +115,6 @@ __all__ = (
     "VLLMPooling",
     "VLLMRerank",
     "__version__",
-    "arun_benchmark",
     "async_request_deepspeed_mii",
     "async_request_openai_audio",
     "async_request_openai_chat_completions",
@@ -146,13 +125,45 @@ __all__ = (
     "async_request_vllm_pooling",
     "async_request_vllm_rerank",
     "backend_names",
-    "calculate_metrics",
     "get_backend",
     "get_model",
-    "get_request_schedule",
     "get_tokenizer",
-    "open_mock_server",
     "register_backend",
-    "run_benchmark",
     "set_default_timeouts",
 )
+
+# Names that lived here before the benchmark and the mock server got their own
+# subpackages. They still resolve, lazily (so ``import anyio_llmreq`` loads neither),
+# with a DeprecationWarning that names the new home; they go in the next minor release.
+_MOVED = {
+    "BenchConfig": "bench",
+    "BenchmarkMetrics": "bench",
+    "BenchmarkResult": "bench",
+    "RequestRecord": "bench",
+    "RequestSchedule": "bench",
+    "SelfCheck": "bench",
+    "arun_benchmark": "bench",
+    "calculate_metrics": "bench",
+    "get_request_schedule": "bench",
+    "run_benchmark": "bench",
+    "MockBehaviour": "testing",
+    "MockServer": "testing",
+    "MockServerThread": "testing",
+    "open_mock_server": "testing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    warnings.warn(
+        f"anyio_llmreq.{name} moved to anyio_llmreq.{home}.{name}; "
+        "the old name goes in the next minor release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

@@ -15,8 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark LLM serving backends: TTFT, ITL, TPOT and latency.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from ._bench._cli import add_parser as add_bench_parser
-    from ._mock._cli import add_parser as add_mock_parser
+    from .bench._cli import add_parser as add_bench_parser
+    from .testing._cli import add_parser as add_mock_parser
 
     add_bench_parser(subparsers)
     add_mock_parser(subparsers)

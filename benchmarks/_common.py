@@ -14,7 +14,7 @@ import attrs
 
 # Runs only the mock server's own command line, without the rest of the CLI.
 _MOCK_MAIN = (
-    "import argparse, sys; from anyio_llmreq._mock._cli import add_parser; "
+    "import argparse, sys; from anyio_llmreq.testing._cli import add_parser; "
     "p = argparse.ArgumentParser(); add_parser(p.add_subparsers()); "
     "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
 )

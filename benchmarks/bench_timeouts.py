@@ -16,7 +16,8 @@ import socket
 import threading
 import time
 
-from anyio_llmreq import ASYNC_REQUEST_FUNCS, MockBehaviour, MockServerThread, RequestFuncInput
+from anyio_llmreq import ASYNC_REQUEST_FUNCS, RequestFuncInput
+from anyio_llmreq.testing import MockBehaviour, MockServerThread
 
 
 def _silent_server() -> tuple[socket.socket, list[socket.socket]]:

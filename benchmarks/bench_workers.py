@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import raw_server_process
 
-from anyio_llmreq import BenchConfig, run_benchmark
+from anyio_llmreq.bench import BenchConfig, run_benchmark
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
-from anyio_llmreq._mock import MockBehaviour, MockServer, open_mock_server
+from anyio_llmreq.testing import MockBehaviour, MockServer, open_mock_server
 
 #: Read timeout for the stall tests: short, so the whole suite stays fast.
 STALL_READ = 0.3

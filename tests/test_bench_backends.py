@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from anyio_llmreq import ASYNC_REQUEST_FUNCS, RequestFuncInput, RequestFuncOutput
-from anyio_llmreq._bench import BenchConfig, run_benchmark
-from anyio_llmreq._bench._drive import ScheduledRequest, drive
+from anyio_llmreq.bench import BenchConfig, run_benchmark
+from anyio_llmreq.bench._drive import ScheduledRequest, drive
 from anyio_llmreq._cli import main
 from anyio_llmreq._client import Client
 

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from anyio_llmreq._bench import BenchConfig, arun_benchmark, run_benchmark
+from anyio_llmreq.bench import BenchConfig, arun_benchmark, run_benchmark
 from anyio_llmreq._cli import main
-from anyio_llmreq._mock import MockBehaviour, open_mock_server
+from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
 FAST = [
     "--num-prompts", "20", "--mock-ttft", "0.005", "--mock-itl", "0.001",

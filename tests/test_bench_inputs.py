@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from anyio_llmreq._bench import BenchConfig, default_endpoint
-from anyio_llmreq._bench._cli import config_from_args
-from anyio_llmreq._bench._datasets import (
+from anyio_llmreq.bench import BenchConfig, default_endpoint
+from anyio_llmreq.bench._cli import config_from_args
+from anyio_llmreq.bench._datasets import (
     sample_custom,
     sample_prefix_repetition,
     sample_random,
@@ -17,8 +17,8 @@ from anyio_llmreq._bench._datasets import (
     sample_sharegpt,
     sample_sonnet,
 )
-from anyio_llmreq._bench._selfcheck import evaluate_self_check
-from anyio_llmreq._bench._tokens import WordCounter
+from anyio_llmreq.bench._selfcheck import evaluate_self_check
+from anyio_llmreq.bench._tokens import WordCounter
 from anyio_llmreq._cli import build_parser
 
 WORDS = WordCounter()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from anyio_llmreq import RequestFuncOutput
-from anyio_llmreq._bench import calculate_metrics, parse_goodput
-from anyio_llmreq._bench._metrics import peak_metrics
+from anyio_llmreq.bench import calculate_metrics, parse_goodput
+from anyio_llmreq.bench._metrics import peak_metrics
 
 
 def _out(ttft, itl, latency, tokens=0, prompt=10, start=0.0, text="", source="usage"):

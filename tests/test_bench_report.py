@@ -9,8 +9,8 @@ import os
 import pytest
 
 from anyio_llmreq import RequestFuncOutput
-from anyio_llmreq._bench import calculate_metrics, format_report, result_filename
-from anyio_llmreq._bench._report import (
+from anyio_llmreq.bench import calculate_metrics, format_report, result_filename
+from anyio_llmreq.bench._report import (
     benchmark_result_dict,
     percentile_word,
     run_header,

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from anyio_llmreq import Client, RequestFuncInput
-from anyio_llmreq._bench import BenchConfig, arun_benchmark, run_benchmark
-from anyio_llmreq._bench._datasets import SampleRequest
-from anyio_llmreq._bench._drive import ScheduledRequest, drive, one_line_error
-from anyio_llmreq._bench._run import _build_inputs
-from anyio_llmreq._mock import MockBehaviour, open_mock_server
+from anyio_llmreq.bench import BenchConfig, arun_benchmark, run_benchmark
+from anyio_llmreq.bench._datasets import SampleRequest
+from anyio_llmreq.bench._drive import ScheduledRequest, drive, one_line_error
+from anyio_llmreq.bench._run import _build_inputs
+from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
 
 def _config(**kwargs: object) -> BenchConfig:

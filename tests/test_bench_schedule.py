@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from anyio_llmreq._bench import get_request_schedule
-from anyio_llmreq._bench._schedule import current_request_rate, rps_change_events
+from anyio_llmreq.bench import get_request_schedule
+from anyio_llmreq.bench._schedule import current_request_rate, rps_change_events
 
 
 def _reference(n, rate, burstiness, strategy=None, start=None, end=None, seed=0):

@@ -24,7 +24,7 @@ import pytest
 import sniffio
 
 from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
-from anyio_llmreq._mock import MockBehaviour, MockServer, open_mock_server
+from anyio_llmreq.testing import MockBehaviour, MockServer, open_mock_server
 
 from .clients import make_client
 from .rawserver import eventually
@@ -273,7 +273,7 @@ UNOWNED = re.compile(
 )
 KNOWN = {
     # A daemon thread running the mock server; MockServerThread.stop() joins it.
-    ("_mock/_thread.py", "Thread("),
+    ("testing/_thread.py", "Thread("),
     # The transport's read-timeout timer: one per loop, it reschedules itself only while
     # a stream is watched, and a trio system task ends with the run.
     ("_transport.py", "call_later("),
@@ -286,7 +286,7 @@ KNOWN = {
     ("_triostream.py", "spawn_system_task("),
     # The bench's result readers: a blocked pipe read is abandoned on cancel; the worker
     # processes are then terminated, which ends the read.
-    ("_bench/_workers.py", "abandon_on_cancel=True"),
+    ("bench/_workers.py", "abandon_on_cancel=True"),
 }
 
 

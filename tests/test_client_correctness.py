@@ -15,13 +15,12 @@ from anyio_llmreq import (
     ASYNC_REQUEST_FUNCS,
     Client,
     ConfigError,
-    MockBehaviour,
     RequestFuncInput,
     Timeouts,
     _compat,
-    open_mock_server,
     set_default_timeouts,
 )
+from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
 from .clients import make_client
 from .rawserver import Connection, RawServer, head

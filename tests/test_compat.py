@@ -21,7 +21,7 @@ from anyio_llmreq import (
     async_request_openai_chat_completions,
     async_request_openai_completions,
 )
-from anyio_llmreq._mock import MockBehaviour, MockServer, MockServerThread
+from anyio_llmreq.testing import MockBehaviour, MockServer, MockServerThread
 
 REFERENCE_INPUT_FIELDS = [
     ("prompt", dataclasses.MISSING),

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
-from anyio_llmreq._mock import MockBehaviour, open_mock_server
+from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
 pytestmark = pytest.mark.anyio
 

@@ -300,7 +300,7 @@ async def test_httpxs_private_stream_wrapper_is_what_body_chunks_expects() -> No
     silently fall back to the slower generators."""
     import inspect
 
-    from anyio_llmreq import MockBehaviour, open_mock_server
+    from anyio_llmreq.testing import MockBehaviour, open_mock_server
     from anyio_llmreq._engine import body_chunks, close_chunks
     from anyio_llmreq._transport import AnyioTransport, _BodyStream
 

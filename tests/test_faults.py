@@ -17,7 +17,7 @@ import anyio._core._sockets as anyio_sockets
 import pytest
 
 from anyio_llmreq import RequestFuncInput, RequestFuncOutput, Timeouts
-from anyio_llmreq._mock import MockBehaviour, open_mock_server
+from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
 from .clients import make_client
 from .rawserver import (

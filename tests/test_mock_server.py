@@ -15,7 +15,7 @@ import anyio
 import httpx
 import pytest
 
-from anyio_llmreq._mock import (
+from anyio_llmreq.testing import (
     MockBehaviour,
     MockServer,
     MockServerThread,
@@ -726,7 +726,7 @@ def test_server_thread_and_cli_take_the_body_limit() -> None:
         assert server.max_body_size == LIMIT
     import argparse
 
-    from anyio_llmreq._mock._cli import add_parser
+    from anyio_llmreq.testing._cli import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
@@ -774,7 +774,7 @@ def test_server_thread_start_failure():
 def test_cli_runs_until_sigterm():
     code = (
         "import argparse, sys\n"
-        "from anyio_llmreq._mock._cli import add_parser\n"
+        "from anyio_llmreq.testing._cli import add_parser\n"
         "p = argparse.ArgumentParser(); add_parser(p.add_subparsers())\n"
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
     )

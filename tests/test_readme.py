@@ -26,7 +26,7 @@ def python_block_after(heading: str) -> str:
 
 def test_the_two_newcomer_commands_open_the_readme() -> None:
     head = README.read_text()[:600]
-    assert "pip install . && anyio-llmreq bench" in head
+    assert "pip install '.[bench]' && anyio-llmreq bench" in head
     assert "pip install -e '.[test]' && python -m pytest" in head
 
 

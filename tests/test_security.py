@@ -20,7 +20,7 @@ import pytest
 
 import anyio_llmreq
 from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
-from anyio_llmreq._mock import MockBehaviour, open_mock_server
+from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
 from .clients import make_client
 from .rawserver import Connection, RawServer, head, refused_port, self_signed_cert

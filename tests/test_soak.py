@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, Timeouts
-from anyio_llmreq._mock import MockBehaviour, MockServer, MockServerThread
+from anyio_llmreq.testing import MockBehaviour, MockServer, MockServerThread
 
 from .rawserver import eventually
 

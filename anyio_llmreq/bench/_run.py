@@ -429,7 +429,7 @@ async def arun_benchmark(
     failure: Exception | None = None
     async with contextlib.AsyncExitStack() as stack:
         if config.embedded:
-            from .._mock import MockBehaviour, open_mock_server
+            from ..testing import MockBehaviour, open_mock_server
 
             server = await stack.enter_async_context(
                 open_mock_server(
