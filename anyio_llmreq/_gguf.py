@@ -378,7 +378,7 @@ def _wrap(raw: Any, meta: dict[str, Any], model: str, embedded: bool = False) ->
         from transformers import PreTrainedTokenizerFast as fast_class
     except ImportError as exc:
         raise ImportError(
-            f"get_tokenizer needs transformers: pip install transformers ({exc})"
+            f"get_tokenizer needs transformers: pip install 'anyio-llmreq[bench]' ({exc})"
         ) from exc
     tokens: list[str] = meta["tokenizer.ggml.tokens"]
     named: dict[str, str] = {}

@@ -142,7 +142,7 @@ def _auto_tokenizer() -> Any:
         from transformers import AutoTokenizer
     except ImportError as exc:
         raise ImportError(
-            f"get_tokenizer needs transformers: pip install transformers ({exc})"
+            f"get_tokenizer needs transformers: pip install 'anyio-llmreq[bench]' ({exc})"
         ) from exc
     return AutoTokenizer
 

@@ -119,3 +119,18 @@ anyio.run(main)
 """
     )
     assert printed == "True 5 True"
+
+
+def test_get_tokenizer_without_transformers_names_the_extra() -> None:
+    printed = run_python(
+        BLOCK_EXTRAS
+        + """
+from anyio_llmreq import get_tokenizer
+
+try:
+    get_tokenizer("some/model")
+except ImportError as exc:
+    print(exc)
+"""
+    )
+    assert printed.startswith("get_tokenizer needs transformers: pip install 'anyio-llmreq[bench]'")
