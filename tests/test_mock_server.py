@@ -735,6 +735,26 @@ def test_server_thread_and_cli_take_the_body_limit() -> None:
     assert args.func(args) == 2
 
 
+def test_cli_answers_as_the_embedded_server_and_every_flag_says_what_it_does() -> None:
+    import argparse
+
+    from anyio_llmreq.bench import BenchConfig
+    from anyio_llmreq.testing._cli import add_parser, behaviour_from_args
+
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    add_parser(subparsers)
+    behaviour = behaviour_from_args(parser.parse_args(["mock-server"]))
+    config = BenchConfig()
+    assert (behaviour.ttft, behaviour.itl) == (config.mock_ttft, config.mock_itl) == (0.05, 0.01)
+    command = subparsers.choices["mock-server"]
+    assert [a.dest for a in command._actions if not a.help] == []
+    text = " ".join(command.format_help().split())
+    assert "seconds to the first event (default: 0.05)" in text
+    assert "answered 413 (default: 16 MiB)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
 # --- sync pieces -----------------------------------------------------------------------------
 
 

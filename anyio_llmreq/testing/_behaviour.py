@@ -7,7 +7,12 @@ from typing import Any
 
 import attrs
 
-__all__ = ["MockBehaviour"]
+__all__ = ["SERVING_ITL", "SERVING_TTFT", "MockBehaviour"]
+
+# The timing of a small model on a real server: the default of ``anyio-llmreq mock-server``
+# and of the bench's embedded server. ``MockBehaviour()`` itself answers at once.
+SERVING_TTFT = 0.05
+SERVING_ITL = 0.01
 
 _nonneg = attrs.validators.ge(0)
 _nonneg_f = attrs.validators.ge(0.0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from ._behaviour import MockBehaviour
+from ._behaviour import SERVING_ITL, SERVING_TTFT, MockBehaviour
 from ._http import MAX_BODY
 from ._server import open_mock_server
 
@@ -23,6 +23,17 @@ _LOOPS: dict[str, tuple[str, dict[str, Any]]] = {
 _LINE_ENDINGS = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Shows each flag's default where it says something (not None or a switch's bool)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, argparse.SUPPRESS) or isinstance(default, bool):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``mock-server`` subcommand; it sets ``func`` to :func:`run`."""
     p = subparsers.add_parser(
@@ -31,11 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Serve deterministic mock LLM responses with configurable timing "
         "and faults. Any behaviour field can also be set per request with a top-level "
         '"mock" object in the JSON body or an x-mock-behaviour header.',
+        formatter_class=_DefaultsFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--model", default="mock-model", help="served model name")
-    p.add_argument("--loop", choices=sorted(_LOOPS), default="asyncio")
+    p.add_argument("--loop", choices=sorted(_LOOPS), default="asyncio", help="event loop")
     p.add_argument("--record", action="store_true", help="keep requests for /mock/requests")
     p.add_argument(
         "--max-body-size",
@@ -45,26 +57,46 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="larger request bodies are answered 413 (default: 16 MiB)",
     )
     timing = p.add_argument_group("timing and output")
-    timing.add_argument("--ttft", type=float, default=0.0, help="seconds to the first event")
-    timing.add_argument("--itl", type=float, default=0.0, help="seconds between events")
+    # The bench's embedded server uses the same timing, so the two answer alike.
+    timing.add_argument(
+        "--ttft", type=float, default=SERVING_TTFT, help="seconds to the first event"
+    )
+    timing.add_argument("--itl", type=float, default=SERVING_ITL, help="seconds between events")
     timing.add_argument("--output-len", type=int, default=16, help="tokens when unspecified")
     timing.add_argument("--max-output-len", type=int, default=None, help="cap on tokens")
-    timing.add_argument("--tokens-per-event", type=int, default=1)
-    timing.add_argument("--reasoning-tokens", type=int, default=0)
+    timing.add_argument("--tokens-per-event", type=int, default=1, help="tokens in each event")
+    timing.add_argument(
+        "--reasoning-tokens", type=int, default=0, help="chat: reasoning tokens before the answer"
+    )
     timing.add_argument("--unicode", action="store_true", help="emit multi-byte words")
     usage = timing.add_mutually_exclusive_group()
-    usage.add_argument("--no-usage", dest="usage", action="store_false", default=None)
+    usage.add_argument(
+        "--no-usage",
+        dest="usage",
+        action="store_false",
+        default=None,
+        help="never send usage (default: as the request asks)",
+    )
     usage.add_argument("--usage", dest="usage", action="store_true", help="always send usage")
-    timing.add_argument("--continuous-usage", action="store_true", default=None)
+    timing.add_argument(
+        "--continuous-usage",
+        action="store_true",
+        default=None,
+        help="usage in every event (default: as the request asks)",
+    )
     framing = p.add_argument_group("SSE framing")
-    framing.add_argument("--line-ending", choices=sorted(_LINE_ENDINGS), default="lf")
+    framing.add_argument(
+        "--line-ending", choices=sorted(_LINE_ENDINGS), default="lf", help="SSE line ending"
+    )
     framing.add_argument("--ping-every", type=int, default=None, help="': ping' every N events")
-    framing.add_argument("--event-ids", action="store_true")
-    framing.add_argument("--no-done", dest="send_done", action="store_false")
+    framing.add_argument("--event-ids", action="store_true", help="an 'id:' field on each event")
+    framing.add_argument(
+        "--no-done", dest="send_done", action="store_false", help="end without 'data: [DONE]'"
+    )
     faults = p.add_argument_group("faults")
     faults.add_argument("--status", type=int, default=None, help="answer every request so")
     faults.add_argument("--fault-rate", type=float, default=0.0, help="share of faulty requests")
-    faults.add_argument("--seed", type=int, default=None)
+    faults.add_argument("--seed", type=int, default=None, help="seed for --fault-rate draws")
     faults.add_argument(
         "--behaviour",
         type=json.loads,
