@@ -28,9 +28,9 @@ from anyio_llmreq import (
     async_request_openai_audio,
 )
 from anyio_llmreq._media import needs_media, prepare_media
-from anyio_llmreq.testing import MockBehaviour
 from anyio_llmreq._models import END, ErrorDelta
 from anyio_llmreq.backends._audio import form_value
+from anyio_llmreq.testing import MockBehaviour
 
 from .mock_run import STALL_READ, check_stream, check_whole_body, run, words
 

@@ -20,8 +20,8 @@ from anyio_llmreq import (
     UsageDelta,
     async_request_deepspeed_mii,
 )
-from anyio_llmreq.testing import MockBehaviour
 from anyio_llmreq._models import ErrorDelta
+from anyio_llmreq.testing import MockBehaviour
 
 from .mock_run import STALL_READ, check_whole_body, run, words
 

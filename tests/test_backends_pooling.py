@@ -23,8 +23,8 @@ from anyio_llmreq import (
     async_request_vllm_pooling,
     async_request_vllm_rerank,
 )
-from anyio_llmreq.testing import MockBehaviour
 from anyio_llmreq._models import ErrorDelta
+from anyio_llmreq.testing import MockBehaviour
 
 from .mock_run import STALL_READ, check_whole_body, run
 

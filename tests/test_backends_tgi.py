@@ -21,8 +21,8 @@ from anyio_llmreq import (
     UsageDelta,
     async_request_tgi,
 )
-from anyio_llmreq.testing import MockBehaviour
 from anyio_llmreq._models import END, ErrorDelta, ResultDelta
+from anyio_llmreq.testing import MockBehaviour
 
 from .mock_run import STALL_READ, check_stream, run, words
 

@@ -18,8 +18,8 @@ from anyio_llmreq import (
     Timeouts,
     async_request_trt_llm,
 )
-from anyio_llmreq.testing import MockBehaviour
 from anyio_llmreq._models import END, ErrorDelta
+from anyio_llmreq.testing import MockBehaviour
 
 from .mock_run import STALL_READ, check_stream, run, words
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from anyio_llmreq import ASYNC_REQUEST_FUNCS, RequestFuncInput, RequestFuncOutput
-from anyio_llmreq.bench import BenchConfig, run_benchmark
-from anyio_llmreq.bench._drive import ScheduledRequest, drive
 from anyio_llmreq._cli import main
 from anyio_llmreq._client import Client
+from anyio_llmreq.bench import BenchConfig, run_benchmark
+from anyio_llmreq.bench._drive import drive
+from anyio_llmreq.bench._plan import ScheduledRequest
 
 FAST = {
     "num_prompts": 6, "mock_ttft": 0.002, "mock_itl": 0.001, "random_input_len": 16,

@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 
 from anyio_llmreq import RequestFuncInput
+from anyio_llmreq._cli import main
+from anyio_llmreq._engine import Timeouts
 from anyio_llmreq.bench import BenchConfig, run_benchmark
-from anyio_llmreq.bench._drive import ScheduledRequest
+from anyio_llmreq.bench._plan import ScheduledRequest
 from anyio_llmreq.bench._redact import (
     Scrubber,
     is_credential_name,
     redact_url,
     redact_value,
 )
-from anyio_llmreq.bench._run import _resolve_model
+from anyio_llmreq.bench._setup import resolve_model as _resolve_model
 from anyio_llmreq.bench._workers import WorkerSpec
-from anyio_llmreq._cli import main
-from anyio_llmreq._engine import Timeouts
 from anyio_llmreq.testing import MockBehaviour, MockServerThread
 from tests.rawserver import Connection, RawServer, head
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from anyio_llmreq.bench import BenchConfig, arun_benchmark, run_benchmark
 from anyio_llmreq._cli import main
+from anyio_llmreq.bench import BenchConfig, arun_benchmark, run_benchmark
 from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
 FAST = [

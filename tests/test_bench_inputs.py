@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from anyio_llmreq._cli import build_parser
 from anyio_llmreq.bench import BenchConfig, default_endpoint
 from anyio_llmreq.bench._cli import config_from_args
 from anyio_llmreq.bench._datasets import (
@@ -19,7 +20,6 @@ from anyio_llmreq.bench._datasets import (
 )
 from anyio_llmreq.bench._selfcheck import evaluate_self_check
 from anyio_llmreq.bench._tokens import WordCounter
-from anyio_llmreq._cli import build_parser
 
 WORDS = WordCounter()
 

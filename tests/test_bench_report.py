@@ -10,12 +10,8 @@ import pytest
 
 from anyio_llmreq import RequestFuncOutput
 from anyio_llmreq.bench import calculate_metrics, format_report, result_filename
-from anyio_llmreq.bench._report import (
-    benchmark_result_dict,
-    percentile_word,
-    run_header,
-    save_result,
-)
+from anyio_llmreq.bench._records import save_result
+from anyio_llmreq.bench._report import benchmark_result_dict, percentile_word, run_header
 
 # vLLM NEW-HEAD's result keys (spec 4.6), for the default metrics and --metric-percentiles 99.
 REFERENCE_KEYS = {

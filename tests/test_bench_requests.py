@@ -12,8 +12,9 @@ import pytest
 from anyio_llmreq import Client, RequestFuncInput
 from anyio_llmreq.bench import BenchConfig, arun_benchmark, run_benchmark
 from anyio_llmreq.bench._datasets import SampleRequest
-from anyio_llmreq.bench._drive import ScheduledRequest, drive, one_line_error
-from anyio_llmreq.bench._run import _build_inputs
+from anyio_llmreq.bench._drive import drive, one_line_error
+from anyio_llmreq.bench._plan import ScheduledRequest
+from anyio_llmreq.bench._plan import build_inputs as _build_inputs
 from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from anyio_llmreq._tokenizer import MistralTokenizerAdapter
 from anyio_llmreq.bench import BenchConfig, run_benchmark
 from anyio_llmreq.bench._tokens import HFTokenCounter, load_token_counter
 from anyio_llmreq.testing import MockBehaviour, MockServerThread
 from anyio_llmreq.testing._tokens import token_words
-from anyio_llmreq._tokenizer import MistralTokenizerAdapter
 
 NUM_PROMPTS = 10
 

@@ -1,38 +1,85 @@
 """The serving benchmark behind ``anyio-llmreq bench`` (vLLM ``benchmark_serving``
-compatible): arrival schedule, run, metrics, report and result files."""
+compatible), as a one-way pipeline of stages with typed data between them:
+
+==============  ===============  =============================================
+stage           module           in -> out
+==============  ===============  =============================================
+configuration   ``_config``      flags -> ``BenchConfig`` (``_cli`` derives the
+                                 parser from its fields)
+setup           ``_setup``       config -> server URL, ``Target``; ready check
+                                 and warmup
+workload plan   ``_plan``        config + target -> ``WorkloadPlan`` (datasets
+                                 in ``_datasets``, schedule in ``_schedule``)
+execution       ``_execute``     plan -> ``Execution`` through an ``Executor``:
+                                 ``_drive.LocalExecutor``,
+                                 ``_workers.WorkerExecutor``
+records         ``_records``     each ``RequestRecord`` as it finishes (JSONL,
+                                 progress), the result JSON file
+metrics         ``_metrics``     execution -> ``Measured``
+report          ``_report``      everything -> printed lines, result JSON
+==============  ===============  =============================================
+
+``_run`` drives a config through them once. A new dataset is a sampler in
+``_datasets``; a new executor (e.g. Ray) is one new module with a class satisfying
+``Executor``, passed as ``arun_benchmark(..., executor=...)``; a new report (e.g. HTML)
+is one new module reading the same stage types. Credentials are kept out of every
+output by ``_redact``.
+"""
 
 from __future__ import annotations
 
 from ._config import BenchConfig as BenchConfig
 from ._config import default_endpoint as default_endpoint
 from ._datasets import SampleRequest as SampleRequest
-from ._drive import RequestRecord as RequestRecord
+from ._drive import LocalExecutor as LocalExecutor
+from ._execute import Execution as Execution
+from ._execute import Executor as Executor
+from ._execute import PhaseStats as PhaseStats
+from ._execute import RequestRecord as RequestRecord
 from ._metrics import BenchmarkMetrics as BenchmarkMetrics
+from ._metrics import Measured as Measured
 from ._metrics import calculate_metrics as calculate_metrics
+from ._metrics import measure as measure
 from ._metrics import parse_goodput as parse_goodput
+from ._plan import ScheduledRequest as ScheduledRequest
+from ._plan import Target as Target
+from ._plan import WorkloadPlan as WorkloadPlan
+from ._plan import plan_workload as plan_workload
+from ._records import result_filename as result_filename
 from ._report import format_report as format_report
-from ._report import result_filename as result_filename
 from ._run import BenchmarkResult as BenchmarkResult
 from ._run import arun_benchmark as arun_benchmark
 from ._run import run_benchmark as run_benchmark
 from ._schedule import RequestSchedule as RequestSchedule
 from ._schedule import get_request_schedule as get_request_schedule
 from ._selfcheck import SelfCheck as SelfCheck
+from ._workers import WorkerExecutor as WorkerExecutor
 
 __all__ = (
     "BenchConfig",
     "BenchmarkMetrics",
     "BenchmarkResult",
+    "Execution",
+    "Executor",
+    "LocalExecutor",
+    "Measured",
+    "PhaseStats",
     "RequestRecord",
     "RequestSchedule",
     "SampleRequest",
+    "ScheduledRequest",
     "SelfCheck",
+    "Target",
+    "WorkerExecutor",
+    "WorkloadPlan",
     "arun_benchmark",
     "calculate_metrics",
     "default_endpoint",
     "format_report",
     "get_request_schedule",
+    "measure",
     "parse_goodput",
+    "plan_workload",
     "result_filename",
     "run_benchmark",
 )

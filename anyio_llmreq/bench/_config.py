@@ -1,8 +1,12 @@
-"""``BenchConfig``: every ``anyio-llmreq bench`` flag as one immutable value."""
+"""Configuration stage: ``BenchConfig``, every ``anyio-llmreq bench`` flag as one
+immutable value, each field carrying its flag (name, aliases, default, help) so the
+parser and ``config_from_args`` are derived from it (``_cli``)."""
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -14,8 +18,12 @@ __all__ = [
     "EMBEDDED_DEFAULT_NUM_PROMPTS",
     "EMBEDDED_DEFAULT_REQUEST_RATE",
     "POOLING_BACKENDS",
+    "FLAG_KEY",
     "BenchConfig",
+    "Flag",
     "default_endpoint",
+    "flag",
+    "flags",
 ]
 
 LoopName = Literal["asyncio", "uvloop", "trio"]
@@ -65,98 +73,304 @@ def _opt_float(value: Any) -> float | None:
 
 
 @attrs.frozen(kw_only=True)
+class Flag:
+    """How a ``BenchConfig`` field appears on the command line (its field metadata).
+
+    ``type`` and ``choices`` default to what the field's annotation says (``int``,
+    ``float``, a ``Literal``); ``parse`` turns the argparse value into the field's (and
+    then the argparse default is ``None``, so ``parse`` also maps "not given").
+    """
+
+    cli: str
+    aliases: tuple[str, ...] = ()
+    help: str | None = None
+    group: str = ""
+    type: Callable[[str], Any] | None = None
+    choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
+    nargs: str | None = None
+    metavar: str | None = None
+    repeat: bool = False
+    parse: Callable[[Any], Any] | None = None
+
+
+FLAG_KEY = "anyio_llmreq.flag"
+
+
+def flag(
+    default: Any = attrs.NOTHING,
+    *,
+    group: str,
+    cli: str | None = None,
+    aliases: tuple[str, ...] = (),
+    help: str | None = None,
+    factory: Callable[[], Any] | None = None,
+    field: dict[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """An ``attrs.field`` carrying its CLI flag. *cli* defaults to the field name with
+    ``-`` for ``_`` (filled in by ``flags()``); *field* holds extra ``attrs.field``
+    arguments (``repr``, ``converter``, ``validator``); *options* are ``Flag``'s."""
+    spec = Flag(cli=cli or "", aliases=aliases, help=help, group=group, **options)
+    if factory is not None:
+        return attrs.field(factory=factory, metadata={FLAG_KEY: spec}, **(field or {}))
+    return attrs.field(default=default, metadata={FLAG_KEY: spec}, **(field or {}))
+
+
+def _key_values(items: list[str] | None, flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            # A header's value may be a credential: name the header, never echo it.
+            shown = repr(item) if flag != "--header" else _header_name_hint(item)
+            raise ValueError(f"Invalid {flag} format {shown}. Please use KEY=VALUE format.")
+        key, value = item.split("=", 1)
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _header_name_hint(item: str) -> str:
+    """``'Authorization: ...'`` for a ``Name: value`` header given with a colon; else
+    only that the value is hidden."""
+    name, colon, _ = item.partition(":")
+    if colon and name.strip() and not any(c.isspace() for c in name.strip()):
+        return f"{name.strip() + ': ...'!r}"
+    return "(value not shown)"
+
+
+def _parse_headers(items: list[str] | None) -> dict[str, str]:
+    return _key_values(items, "--header")
+
+
+def _parse_metadata(items: list[str] | None) -> dict[str, str]:
+    return _key_values(items, "metadata")
+
+
+def _parse_extra_body(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    body = json.loads(text)
+    if not isinstance(body, dict):
+        raise ValueError("--extra-body must be a JSON object")
+    return body
+
+
+def _parse_goodput(pairs: list[str] | None) -> dict[str, float] | None:
+    from ._metrics import parse_goodput
+
+    return parse_goodput(pairs) if pairs else None
+
+
+def _backend_choices() -> list[str]:
+    from ..backends._registry import backend_names
+
+    return backend_names()
+
+
+def _dataset_choices() -> list[str]:
+    from ._datasets import DATASET_NAMES
+
+    return list(DATASET_NAMES)
+
+
+_SERVER = "server"
+_TOKENIZER = "tokenizer"
+_DATASET = "dataset"
+_LOAD = "load"
+_CONTENT = "request content"
+_OUTPUT = "metrics and output"
+_CLIENT = "client"
+_MOCK = "embedded mock server"
+
+
+@attrs.frozen(kw_only=True)
 class BenchConfig:
-    """One benchmark run; field names are the CLI flags with ``_`` for ``-``.
+    """One benchmark run. Each field is one CLI flag: its name (field name with ``-``),
+    aliases, group and help are the field's ``flag`` metadata, which the parser is built
+    from; the fields are in ``--help`` order.
 
     ``None`` means "the default for this situation": ``num_prompts`` is 200 with the
-    embedded server and 1000 otherwise, ``request_rate`` 10 req/s embedded (10 req/s) and ``inf``
+    embedded server and 1000 otherwise, ``request_rate`` 10 req/s embedded and ``inf``
     otherwise; ``endpoint`` follows the backend; ``model`` is asked from the server;
     ``request_id_prefix`` is ``bench-<8 hex>-``.
     """
 
     # Target.
-    backend: str = "openai"
-    base_url: str | None = attrs.field(
-        default=None, repr=lambda u: repr(u if u is None else redact_url(u))
+    backend: str = flag(
+        "openai",
+        group=_SERVER,
+        choices=_backend_choices,
+        help="Request format / server dialect (default: openai).",
     )
-    host: str | None = None
-    port: int | None = None
-    endpoint: str | None = None
-    model: str | None = None
-    served_model_name: str | None = None
-    insecure: bool = False
+    base_url: str | None = flag(
+        None,
+        group=_SERVER,
+        help="Server base URL, e.g. http://localhost:8000. Without it (and without "
+        "--host/--port) the bench starts its embedded mock server.",
+        field={"repr": lambda u: repr(u if u is None else redact_url(u))},
+    )
+    host: str | None = flag(None, group=_SERVER, help="Server host (default 127.0.0.1).")
+    port: int | None = flag(None, group=_SERVER, help="Server port (default 8000).")
+    endpoint: str | None = flag(
+        None,
+        group=_SERVER,
+        help="API path; by default the backend's (/v1/completions, /v1/chat/completions, "
+        "/generate_stream, /v2/models/<model>/generate_stream, ...).",
+    )
+    model: str | None = flag(
+        None,
+        group=_SERVER,
+        help="Model name; by default the first model of GET {base_url}/v1/models.",
+    )
+    served_model_name: str | None = flag(
+        None, group=_SERVER, help="The model name sent in requests if it differs from --model."
+    )
     # Credentials never show in a repr (see ``_redact``).
-    headers: dict[str, str] = attrs.field(factory=dict, repr=lambda h: repr(redact_headers(h)))
+    headers: dict[str, str] = flag(
+        group=_SERVER,
+        cli="--header",
+        factory=dict,
+        repeat=True,
+        metavar="KEY=VALUE",
+        parse=_parse_headers,
+        help="Extra HTTP header for every request (repeatable).",
+        field={"repr": lambda h: repr(redact_headers(h))},
+    )
+    insecure: bool = flag(False, group=_SERVER, help="Skip TLS verification.")
     #: Total seconds per request; every ``RequestFuncInput.timeout`` gets it.
-    timeout: float | None = None
+    timeout: float | None = flag(
+        None, group=_SERVER, help="Per-request total deadline in seconds (default: none)."
+    )
+    ready_check_timeout_sec: float = flag(
+        0.0,
+        group=_SERVER,
+        help="Retry a test request until it succeeds, up to this many "
+        "seconds, before the run (default 0: no check).",
+    )
 
     # Tokenizer.
-    tokenizer: str | None = None
-    tokenizer_mode: str = "auto"
-    trust_remote_code: bool = False
+    tokenizer: str | None = flag(
+        None,
+        group=_TOKENIZER,
+        help="Tokenizer name or path (default: the model; none with the "
+        "embedded server, which counts whitespace words).",
+    )
+    tokenizer_mode: str = flag(
+        "auto",
+        group=_TOKENIZER,
+        choices=("auto", "slow", "mistral", "custom", "words"),
+        help="'words' counts whitespace words, like the mock server.",
+    )
+    trust_remote_code: bool = flag(False, group=_TOKENIZER)
 
     # Dataset.
-    dataset_name: str = "random"
-    dataset_path: str | None = None
-    num_prompts: int | None = None
-    random_input_len: int = 1024
-    random_output_len: int = 128
-    random_range_ratio: float = 0.0
-    random_prefix_len: int = 0
-    sharegpt_output_len: int | None = None
-    sonnet_input_len: int = 550
-    sonnet_output_len: int = 150
-    sonnet_prefix_len: int = 200
-    custom_output_len: int = 256
-    custom_skip_chat_template: bool = False
-    prefix_repetition_prefix_len: int = 256
-    prefix_repetition_suffix_len: int = 256
-    prefix_repetition_num_prefixes: int = 10
-    prefix_repetition_output_len: int = 128
+    dataset_name: str = flag("random", group=_DATASET, choices=_dataset_choices)
+    dataset_path: str | None = flag(None, group=_DATASET)
+    num_prompts: int | None = flag(
+        None,
+        group=_DATASET,
+        help="Number of prompts (default 1000; 200 with the embedded server).",
+    )
+    random_input_len: int = flag(1024, group=_DATASET, aliases=("--input-len",))
+    random_output_len: int = flag(128, group=_DATASET, aliases=("--output-len",))
+    random_range_ratio: float = flag(0.0, group=_DATASET)
+    random_prefix_len: int = flag(0, group=_DATASET)
+    sharegpt_output_len: int | None = flag(None, group=_DATASET)
+    sonnet_input_len: int = flag(550, group=_DATASET)
+    sonnet_output_len: int = flag(150, group=_DATASET)
+    sonnet_prefix_len: int = flag(200, group=_DATASET)
+    custom_output_len: int = flag(256, group=_DATASET)
+    custom_skip_chat_template: bool = flag(False, group=_DATASET)
+    prefix_repetition_prefix_len: int = flag(256, group=_DATASET)
+    prefix_repetition_suffix_len: int = flag(256, group=_DATASET)
+    prefix_repetition_num_prefixes: int = flag(10, group=_DATASET)
+    prefix_repetition_output_len: int = flag(128, group=_DATASET)
 
     # Load.
-    request_rate: float | None = attrs.field(default=None, converter=_opt_float)
-    burstiness: float = 1.0
-    max_concurrency: int | None = None
-    ramp_up_strategy: RampUpStrategy | None = None
-    ramp_up_start_rps: int | None = None
-    ramp_up_end_rps: int | None = None
-    seed: int = 0
-    num_warmups: int = 0
-    ready_check_timeout_sec: float = 0.0
+    request_rate: float | None = flag(
+        None,
+        group=_LOAD,
+        help="Requests per second (default inf: all at once; 10 with the embedded server).",
+        field={"converter": _opt_float},
+    )
+    burstiness: float = flag(
+        1.0, group=_LOAD, help="Gamma shape of the arrival gaps; 1 is a Poisson process."
+    )
+    max_concurrency: int | None = flag(None, group=_LOAD)
+    ramp_up_strategy: RampUpStrategy | None = flag(None, group=_LOAD)
+    ramp_up_start_rps: int | None = flag(None, group=_LOAD)
+    ramp_up_end_rps: int | None = flag(None, group=_LOAD)
+    seed: int = flag(0, group=_LOAD)
+    num_warmups: int = flag(0, group=_LOAD)
 
     # Request content.
-    ignore_eos: bool = False
-    logprobs: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    extra_body: dict[str, Any] | None = None
-    request_id_prefix: str | None = None
+    ignore_eos: bool = flag(False, group=_CONTENT)
+    logprobs: int | None = flag(None, group=_CONTENT)
+    temperature: float | None = flag(None, group=_CONTENT)
+    top_p: float | None = flag(None, group=_CONTENT)
+    top_k: int | None = flag(None, group=_CONTENT)
+    min_p: float | None = flag(None, group=_CONTENT)
+    extra_body: dict[str, Any] | None = flag(
+        None,
+        group=_CONTENT,
+        parse=_parse_extra_body,
+        help="JSON object merged into every body.",
+    )
+    request_id_prefix: str | None = flag(
+        None, group=_CONTENT, help="Request id prefix (default bench-<8 hex>-)."
+    )
 
     # Metrics and output.
-    percentile_metrics: str | None = None
-    metric_percentiles: str = "99"
-    goodput: dict[str, float] | None = None
-    disable_tqdm: bool = False
-    save_result: bool = False
-    save_detailed: bool = False
-    append_result: bool = False
-    result_dir: str | None = None
-    result_filename: str | None = None
-    metadata: dict[str, str] = attrs.Factory(dict)
-    label: str | None = None
-    output_jsonl: str | None = None
+    percentile_metrics: str | None = flag(
+        None, group=_OUTPUT, help="Comma-separated: ttft,tpot,itl,e2el (default ttft,tpot,itl)."
+    )
+    metric_percentiles: str = flag(
+        "99", group=_OUTPUT, help="Comma-separated percentiles, e.g. 25,50,99.9 (default 99)."
+    )
+    goodput: dict[str, float] | None = flag(
+        None,
+        group=_OUTPUT,
+        nargs="+",
+        metavar="KEY:VALUE",
+        parse=_parse_goodput,
+        help="SLOs in ms for goodput, e.g. ttft:500 tpot:50.",
+    )
+    disable_tqdm: bool = flag(False, group=_OUTPUT)
+    save_result: bool = flag(False, group=_OUTPUT)
+    save_detailed: bool = flag(False, group=_OUTPUT)
+    append_result: bool = flag(False, group=_OUTPUT)
+    result_dir: str | None = flag(None, group=_OUTPUT)
+    result_filename: str | None = flag(None, group=_OUTPUT)
+    metadata: dict[str, str] = flag(
+        group=_OUTPUT,
+        factory=dict,
+        nargs="*",
+        metavar="KEY=VALUE",
+        parse=_parse_metadata,
+    )
+    label: str | None = flag(None, group=_OUTPUT)
+    output_jsonl: str | None = flag(
+        None,
+        group=_OUTPUT,
+        metavar="PATH",
+        help="Write one JSON line per finished request, as it finishes.",
+    )
+    #: No flag: for programs that run the bench and print their own summary.
     quiet: bool = False
 
     # Client.
-    loop: LoopName = "asyncio"
-    workers: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    loop: LoopName = flag("asyncio", group=_CLIENT)
+    workers: int = flag(
+        1,
+        group=_CLIENT,
+        help="Client processes sharing the schedule (default 1).",
+        field={"validator": attrs.validators.ge(1)},
+    )
 
     # Embedded mock server.
-    mock_ttft: float = 0.05
-    mock_itl: float = 0.01
+    mock_ttft: float = flag(
+        0.05, group=_MOCK, help="Seconds before the first token (default 0.05)."
+    )
+    mock_itl: float = flag(0.01, group=_MOCK, help="Seconds between tokens (default 0.01).")
 
     @property
     def embedded(self) -> bool:
@@ -244,3 +458,30 @@ class BenchConfig:
         for metric in self.percentile_metric_names():
             if metric not in ("ttft", "tpot", "itl", "e2el"):
                 raise ValueError(f"unknown percentile metric {metric!r}")
+
+
+def flags() -> list[tuple[attrs.Attribute[Any], Flag]]:
+    """``(field, flag)`` for every ``BenchConfig`` field with a CLI flag, in field order;
+    each flag's ``cli`` and ``type`` filled in from the field's name and annotation."""
+    import types
+    import typing
+
+    hints = typing.get_type_hints(BenchConfig)
+    found = []
+    for field in attrs.fields(BenchConfig):
+        spec: Flag | None = field.metadata.get(FLAG_KEY)
+        if spec is None:
+            continue
+        cli = spec.cli or "--" + field.name.replace("_", "-")
+        hint = hints[field.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+            hint = args[0]  # X | None -> X
+        choices = spec.choices
+        kind = spec.type
+        if typing.get_origin(hint) is Literal and choices is None:
+            choices = typing.get_args(hint)
+        elif kind is None and hint in (int, float):
+            kind = hint
+        found.append((field, attrs.evolve(spec, cli=cli, type=kind, choices=choices)))
+    return found

@@ -1,14 +1,17 @@
-"""The hot loop: release requests on schedule, inside one task group, and collect them.
+"""The local executor: the hot loop that releases requests on schedule, inside one task
+group, and collects them.
 
-Used as is by a single-process run and by each worker process of ``--workers N``.
+``LocalExecutor`` runs it in this process (``--workers 1``); each worker process of
+``WorkerExecutor`` (``_workers``) runs ``drive`` as is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import anyio
 import attrs
@@ -16,78 +19,54 @@ import attrs
 from .._client import Client
 from .._models import RequestFuncInput, RequestFuncOutput
 from ..backends._base import Backend
-from ._redact import redact_request
+from ._execute import Execution, PhaseStats, RecordCallback, RequestRecord, measured_phase
+from ._plan import ScheduledRequest, WorkloadPlan
 from ._selfcheck import LoopLagMonitor
 
-__all__ = [
-    "PhaseStats",
-    "RequestRecord",
-    "ScheduledRequest",
-    "drive",
-    "one_line_error",
-    "send_counted",
-]
+__all__ = ["LocalExecutor", "drive", "one_line_error", "send_counted"]
 
 
 @attrs.frozen
-class ScheduledRequest:
-    """A request and its send offset (seconds after the common start)."""
+class LocalExecutor:
+    """The ``Executor`` that sends every request from this process's event loop.
 
-    index: int
-    # Credential headers never show in a repr (see ``_redact``).
-    request: RequestFuncInput = attrs.field(repr=lambda r: repr(redact_request(r)))
-    delay: float
-
-
-@attrs.define
-class RequestRecord:
-    """One finished request: its output plus when it was due and when it left.
-
-    ``scheduled`` and ``dispatched`` are seconds after the run's start; the output's
-    ``client_queue_time`` is the wait for a ``--max-concurrency`` slot.
+    *client* is the one the setup warmed up (its connections are open); without one,
+    ``run`` opens its own. *stop_after* finished requests stop the run as Ctrl-C would;
+    with *handle_signals*, SIGINT and SIGTERM stop it.
     """
 
-    index: int
-    request_id: str
-    scheduled: float
-    dispatched: float
-    output: RequestFuncOutput
-    worker: int = 0
-    #: The request's total deadline (``RequestFuncInput.timeout``), so a line says
-    #: what limit a timed-out request ran under.
-    timeout: float | None = None
+    client: Client | None = None
+    stop_after: int | None = attrs.field(default=None, kw_only=True)
+    handle_signals: bool = attrs.field(default=True, kw_only=True)
 
-    @property
-    def send_lag(self) -> float:
-        return max(self.dispatched - self.scheduled, 0.0)
-
-    def to_json(self) -> dict[str, object]:
-        """The ``--output-jsonl`` line for this request."""
-        from dataclasses import asdict
-
-        data: dict[str, object] = {
-            "index": self.index,
-            "request_id": self.request_id,
-            "worker": self.worker,
-            "scheduled_time": self.scheduled,
-            "dispatch_time": self.dispatched,
-            "timeout": self.timeout,
-        }
-        data.update(asdict(self.output))
-        return data
-
-
-@attrs.frozen
-class PhaseStats:
-    """What one process measured about itself during the run."""
-
-    loop_lags: list[float]
-    cpu_s: float
-    wall_s: float
-    end: float
-    sent: int
-    finished: int
-    interrupted: bool
+    async def run(self, plan: WorkloadPlan, on_record: RecordCallback) -> Execution:
+        async with contextlib.AsyncExitStack() as stack:
+            client = self.client
+            if client is None:
+                client = await stack.enter_async_context(
+                    Client(timeouts=plan.timeouts, verify=plan.target.verify)
+                )
+            with measured_phase() as phase:
+                start = time.perf_counter()
+                records, stats = await drive(
+                    client,
+                    plan.backend,
+                    plan.requests,
+                    start=start,
+                    max_concurrency=plan.max_concurrency,
+                    on_record=on_record,
+                    signals=None if self.handle_signals else (),
+                    stop_after=self.stop_after,
+                )
+                cpu = phase.cpu_s()
+        return Execution(
+            records=records,
+            stats=[stats],
+            planned=len(plan.requests),
+            duration=stats.end - start,
+            wall_start=phase.wall_start,
+            cpu_s=[cpu],
+        )
 
 
 def _signals() -> tuple[signal.Signals, ...]:
@@ -138,13 +117,13 @@ async def drive(
     *,
     start: float,
     max_concurrency: int | None = None,
-    on_record: Callable[[RequestRecord], None] | None = None,
+    on_record: RecordCallback | None = None,
     signals: tuple[signal.Signals, ...] | None = None,
     stop_after: int | None = None,
     worker: int = 0,
-    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[RequestRecord], PhaseStats]:
-    """Send *requests* at ``start + delay`` (``start`` on *clock*) and wait for them.
+    """Send *requests* at ``start + delay`` (``start`` on ``time.perf_counter``) and wait
+    for them.
 
     SIGINT/SIGTERM (or *signals*), or *stop_after* finished requests, cancel the run:
     in-flight requests are abandoned, everything finished is returned. Never raises for
@@ -156,6 +135,7 @@ async def drive(
     interrupted = [False]
     sent = 0
     cpu0 = time.process_time()
+    clock = time.perf_counter
     wall0 = clock()
 
     async with anyio.create_task_group() as outer:

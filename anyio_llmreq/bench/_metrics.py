@@ -1,4 +1,5 @@
-"""Metrics as vLLM's ``calculate_metrics`` computes them, plus the token-count source.
+"""Metrics stage: vLLM's ``calculate_metrics``, plus the token-count source, and
+``measure``, which turns an ``Execution`` into everything the report shows.
 
 Pure: numbers in, numbers out. Times in ``RequestFuncOutput`` are seconds; the ``*_ms``
 fields are milliseconds.
@@ -10,16 +11,25 @@ import argparse
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .._models import RequestFuncOutput
+from ._selfcheck import SelfCheck
+
+if TYPE_CHECKING:
+    from ._config import BenchConfig
+    from ._execute import Execution
+    from ._plan import WorkloadPlan
 
 __all__ = [
     "GOODPUT_METRICS",
     "BenchmarkMetrics",
+    "Measured",
     "calculate_metrics",
+    "measure",
     "parse_goodput",
     "peak_metrics",
 ]
@@ -276,3 +286,59 @@ def calculate_metrics(
         input_server_reported=server_reported,
     )
     return metrics, actual_output_lens
+
+
+@attrs.frozen(kw_only=True)
+class Measured:
+    """The metrics of one execution, with what the report says about how they were
+    measured: the client's self-check, ramp-up events, and warnings (one line each)."""
+
+    metrics: BenchmarkMetrics
+    actual_output_lens: list[int]
+    self_check: SelfCheck
+    rps_change_events: list[dict[str, Any]] | None
+    warnings: tuple[str, ...]
+
+
+def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Measured:
+    """The metrics of *execution* (finished requests only) as *config* selects them."""
+    from ._schedule import rps_change_events
+    from ._selfcheck import evaluate_self_check
+
+    records = execution.records
+    goodput = dict(config.goodput) if config.goodput else None
+    counter = plan.target.counter
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics, actual_output_lens = calculate_metrics(
+            [r.output for r in records],
+            execution.duration,
+            count_tokens=counter.count,
+            count_source=counter.kind,
+            selected_percentiles=config.percentiles(),
+            goodput_config=goodput,
+        )
+    events = None
+    if plan.ramp_up is not None:
+        # Stamped when each request left (the schedule's offset for those that didn't).
+        dispatch = {r.index: r.dispatched for r in records}
+        times = [
+            execution.wall_start + timedelta(seconds=dispatch.get(i, s.delay))
+            for i, s in enumerate(plan.requests)
+        ]
+        events = rps_change_events(plan.schedule.rates, plan.ramp_up[1], times)
+    check = evaluate_self_check(
+        send_lags=[r.send_lag for r in records],
+        loop_lags=[x for s in execution.stats for x in s.loop_lags],
+        queue_times=[r.output.client_queue_time for r in records],
+        cpu_s=execution.cpu_s,
+        wall_s=execution.duration,
+        includes_server=config.embedded,
+    )
+    return Measured(
+        metrics=metrics,
+        actual_output_lens=actual_output_lens,
+        self_check=check,
+        rps_change_events=events,
+        warnings=tuple(str(w.message) for w in caught),
+    )

@@ -7,21 +7,23 @@ Its value shows as ``***``, or ``Bearer ***`` (the scheme kept) in Authorization
 Proxy-Authorization. A URL's password (or a bare token as its user) and credential-named
 query values are redacted the same way. Servers may echo what they received in an
 error, so ``Scrubber`` also replaces the secret values themselves wherever they occur
-in text.
+in text, and ``Console``, the only way a run prints, passes every line through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
 __all__ = [
     "REDACTED",
+    "Console",
     "Scrubber",
     "is_credential_name",
     "redact_headers",
@@ -174,3 +176,33 @@ class Scrubber:
         if isinstance(value, tuple):
             return tuple(self.data(v) for v in value)
         return value
+
+    def exception(self, exc: Exception) -> Exception:
+        """*exc*, or one of its type with the secrets replaced in its message (a server's
+        error, echoed in a ready-check or worker failure, may quote the credentials)."""
+        text = str(exc)
+        clean = self.text(text)
+        if clean == text:
+            return exc
+        try:
+            return type(exc)(clean)
+        except Exception:
+            return RuntimeError(clean)
+
+
+@attrs.frozen
+class Console:
+    """Where a run prints its progress lines and report: scrubbed, and silent when
+    *quiet*."""
+
+    scrub: Scrubber
+    stream: IO[str] | None = None
+    quiet: bool = False
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(self.scrub.text(text), file=self.stream or sys.stdout, flush=True)
+
+    def say_lines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.say(line)

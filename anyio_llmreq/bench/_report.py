@@ -1,27 +1,48 @@
-"""The printed report, the result JSON and its file name, in vLLM's formats. Pure, apart
-from ``save_result`` which writes the file atomically."""
+"""Report stage: the printed lines and the result JSON, in vLLM's formats. Pure.
+
+Text is the one report now; another (HTML, ...) is one new module that reads the same
+``BenchConfig``, ``WorkloadPlan``, ``Execution`` and ``Measured``.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._models import RequestFuncOutput
 from ._metrics import BenchmarkMetrics
+from ._redact import redact_url
+
+if TYPE_CHECKING:
+    from ._config import BenchConfig
+    from ._execute import Execution
+    from ._metrics import Measured
+    from ._plan import WorkloadPlan
 
 __all__ = [
     "DETAILED_KEYS",
     "METRIC_HEADERS",
     "benchmark_result_dict",
     "format_report",
+    "intro_lines",
+    "outcome_lines",
     "percentile_word",
-    "result_filename",
-    "save_result",
+    "result_json",
+    "run_header",
+    "run_report",
 ]
+
+_MAX_ERRORS_SHOWN = 10
+
+_SOURCE_LABELS = {
+    "usage": "server usage",
+    "server": "server",
+    "events": "server token events",
+    "tokenizer": "tokenizer",
+    "words": "whitespace words",
+    "none": "none (counted as 1)",
+}
 
 #: Keys that only ``--save-detailed`` keeps (vLLM's list plus ours).
 DETAILED_KEYS = (
@@ -203,59 +224,148 @@ def run_header(
     return header
 
 
-def result_filename(
-    *,
-    backend: str,
-    label: str | None,
-    request_rate: float,
-    max_concurrency: int | None,
-    model_id: str,
-    date: str,
-    ramp_up: tuple[str, float, float] | None = None,
-) -> str:
-    """vLLM's default result file name."""
-    prefix = label or backend
-    concurrency = f"-concurrency{max_concurrency}" if max_concurrency is not None else ""
-    base_model = model_id.split("/")[-1]
-    if ramp_up is not None:
-        strategy, start, end = ramp_up
-        return (
-            f"{prefix}-ramp-up-{strategy}-{start}qps-{end}qps{concurrency}-{base_model}-{date}.json"
+def intro_lines(config: BenchConfig, plan: WorkloadPlan) -> list[str]:
+    """What is about to run: target, model, load and client."""
+    target = plan.target
+    where = "embedded mock server" if config.embedded else redact_url(target.base_url)
+    rate_text = "inf" if plan.request_rate == math.inf else f"{plan.request_rate:g}"
+    if plan.ramp_up is not None:
+        rate_text = f"{plan.ramp_up[0]} ramp-up {plan.ramp_up[1]}->{plan.ramp_up[2]}"
+    lines = [
+        f"Benchmarking {plan.backend} at {where}{plan.endpoint}, model {target.model_name}",
+        f"{len(plan.requests)} prompts ({config.dataset_name}), request rate "
+        f"{rate_text} req/s, burstiness "
+        f"{config.burstiness:g}, max concurrency {config.max_concurrency}, loop {config.loop}, "
+        f"workers {plan.workers}",
+    ]
+    if config.embedded:
+        lines.append(
+            f"Embedded mock server: TTFT {config.mock_ttft * 1000:g} ms, ITL "
+            f"{config.mock_itl * 1000:g} ms; tokens are whitespace words, no tokenizer "
+            "download (pass --base-url to benchmark a real server)"
         )
-    return f"{prefix}-{request_rate}qps{concurrency}-{base_model}-{date}.json"
+    return lines
 
 
-def save_result(path: str, result: Mapping[str, Any], *, append: bool = False) -> None:
-    """Write *result* as JSON to *path* atomically (temp file + ``os.replace``).
-
-    With *append*, the file's current content is kept and the JSON is added after a
-    newline when the file is non-empty, as vLLM's ``--append-result`` does.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    previous = ""
-    if append and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            previous = f.read()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if previous:
-                f.write(previous)
-                f.write("\n")
-            json.dump(result, f, default=_json_default)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def outcome_lines(execution: Execution, measured: Measured) -> list[str]:
+    """Before the report: the first errors, whether the run was cut short, warnings."""
+    lines = []
+    errors = [r.output.error for r in execution.records if not r.output.success]
+    errors = [e for e in errors if e]
+    if errors:
+        lines.append(f"{len(errors)} request(s) failed. First errors:")
+        lines += [f"  {err}" for err in errors[:_MAX_ERRORS_SHOWN]]
+    if execution.interrupted:
+        lines.append(
+            f"Interrupted: {len(execution.records)} of {execution.planned} requests finished; "
+            f"the report covers those ({execution.not_finished} in flight or never sent are "
+            "left out)."
+        )
+    lines += [f"WARNING: {w}" for w in measured.warnings]
+    return lines
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+def run_report(
+    config: BenchConfig, plan: WorkloadPlan, execution: Execution, measured: Measured
+) -> list[str]:
+    """vLLM's report, with where the token counts came from and the self-check."""
+    metrics = measured.metrics
+    lines = format_report(
+        metrics,
+        duration=execution.duration,
+        selected_metrics=config.percentile_metric_names(),
+        max_concurrency=config.max_concurrency,
+        request_rate=plan.request_rate,
+        goodput=bool(config.goodput),
+        pooling=config.is_pooling,
+    )
+    extra_lines = [
+        f"{'Output token counts from:':<40} "
+        f"{_source_text(metrics.output_tokens_sources, metrics.completed)}",
+        f"{'Input token counts from:':<40} " + _input_source_text(config, plan, metrics),
+    ]
+    lines[-1:-1] = extra_lines + measured.self_check.report_lines()
+    return lines
+
+
+def result_json(
+    config: BenchConfig, plan: WorkloadPlan, execution: Execution, measured: Measured
+) -> dict[str, Any]:
+    """The result file's content: vLLM's keys, then ours (not yet scrubbed)."""
+    metrics = measured.metrics
+    records = execution.records
+    outputs = [r.output for r in records]
+    target = plan.target
+    result = run_header(
+        date=execution.date,
+        backend=config.backend,
+        label=config.label,
+        model_id=target.model_id,
+        tokenizer_id=target.tokenizer_id,
+        num_prompts=config.resolved_num_prompts(),
+        metadata=config.metadata,
+        request_rate=plan.request_rate,
+        burstiness=config.burstiness,
+        max_concurrency=config.max_concurrency,
+        ramp_up=plan.ramp_up,
+    )
+    result.update(
+        benchmark_result_dict(
+            metrics,
+            outputs,
+            measured.actual_output_lens,
+            duration=execution.duration,
+            selected_metrics=config.percentile_metric_names(),
+            goodput=bool(config.goodput),
+            pooling=config.is_pooling,
+            rps_change_events=measured.rps_change_events,
+        )
+    )
+    result.update(
+        # Beside vLLM's total_input_tokens (the client's counts): the server's
+        # usage.prompt_tokens, None when no successful request reported one.
+        total_input_tokens_server=metrics.total_input_server,
+        input_tokens_server_reported=metrics.input_server_reported,
+        input_lens_server=[o.prompt_tokens for o in outputs],
+        scheduled_times=[r.scheduled for r in records],
+        client_queue_times=[r.output.client_queue_time for r in records],
+        request_ids=[r.request_id for r in records],
+        output_tokens_source=metrics.output_tokens_sources,
+        input_tokens_source=target.counter.kind,
+        **measured.self_check.to_json(),
+        loop=config.loop,
+        workers=len(execution.stats) or 1,
+        embedded_server=config.embedded,
+        base_url=redact_url(target.base_url),
+        interrupted=execution.interrupted,
+        not_finished=execution.not_finished,
+    )
+    if not config.save_detailed:
+        for key in DETAILED_KEYS:
+            result.pop(key, None)
+    return result
+
+
+def _input_source_text(config: BenchConfig, plan: WorkloadPlan, metrics: BenchmarkMetrics) -> str:
+    """Where "Total input tokens" came from: the client's counter (vLLM's rule), or for
+    pooling backends the server's usage, which vLLM puts in ``prompt_len``."""
+    counted = (
+        "whitespace words (the mock server's rule)"
+        if plan.target.counter.kind == "words"
+        else f"tokenizer {plan.target.tokenizer_id}"
+    )
+    if config.is_pooling and metrics.input_server_reported:
+        reported = metrics.input_server_reported
+        if reported >= metrics.completed:
+            return "server usage (pooling, as vLLM)"
+        return f"server usage ({reported}/{metrics.completed}), else {counted}"
+    return counted
+
+
+def _source_text(sources: dict[str, int], completed: int) -> str:
+    if not sources:
+        return "n/a"
+    return ", ".join(
+        f"{_SOURCE_LABELS.get(k, k)} ({v}/{completed})"
+        for k, v in sorted(sources.items(), key=lambda kv: -kv[1])
+    )

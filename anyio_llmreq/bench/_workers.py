@@ -1,9 +1,11 @@
-"""``--workers N``: N processes, each with its own event loop, one shared schedule.
+"""The multi-process executor (``--workers N``): N processes, each with its own event
+loop, one shared schedule.
 
-The parent precomputes the schedule; worker *k* sends requests ``i % N == k`` at their
-absolute offsets from a common start time (``time.perf_counter`` is system-wide on
-Linux, macOS and Windows), and sends every finished request back over its pipe as it
-finishes. The parent merges them, so percentiles are computed on all the data.
+``WorkerExecutor`` is the ``Executor``. The parent precomputes the schedule; worker *k*
+sends requests ``i % N == k`` at their absolute offsets from a common start time
+(``time.perf_counter`` is system-wide on Linux, macOS and Windows), and sends every
+finished request back over its pipe as it finishes. The parent merges them, so
+percentiles are computed on all the data.
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ import anyio.to_thread
 import attrs
 
 from .._engine import Timeouts
-from ._drive import PhaseStats, RequestRecord, ScheduledRequest
+from ._execute import Execution, PhaseStats, RecordCallback, RequestRecord, measured_phase
+from ._plan import ScheduledRequest, WorkloadPlan
 
-__all__ = ["WorkerSpec", "run_workers", "split_concurrency", "split_requests"]
+__all__ = [
+    "WorkerExecutor",
+    "WorkerSpec",
+    "run_workers",
+    "split_concurrency",
+    "split_requests",
+]
 
 _START_MARGIN = 0.05
 _READY_TIMEOUT = 120.0
@@ -41,6 +50,50 @@ class WorkerSpec:
     max_concurrency: int | None
     timeouts: Timeouts
     verify: bool
+
+
+@attrs.frozen(kw_only=True)
+class WorkerExecutor:
+    """The ``Executor`` that splits a plan across ``plan.workers`` processes.
+
+    With *handle_signals*, SIGINT and SIGTERM here stop the workers, which send back
+    everything they finished.
+    """
+
+    handle_signals: bool = True
+
+    async def run(self, plan: WorkloadPlan, on_record: RecordCallback) -> Execution:
+        n = plan.workers
+        shares = split_concurrency(plan.max_concurrency, n)
+        parts = split_requests(plan.requests, n)
+        specs = [
+            WorkerSpec(
+                worker=k,
+                loop=plan.loop,
+                backend=plan.backend,
+                requests=parts[k],
+                max_concurrency=shares[k],
+                timeouts=plan.timeouts,
+                verify=plan.target.verify,
+            )
+            for k in range(n)
+        ]
+        with measured_phase() as phase:
+            records, stats, start = await run_workers(
+                specs, on_record=on_record, handle_signals=self.handle_signals
+            )
+            parent_cpu = phase.cpu_s()
+        cpu = [s.cpu_s for s in stats]
+        if plan.target.embedded:
+            cpu.append(parent_cpu)  # this process served the embedded mock server
+        return Execution(
+            records=records,
+            stats=stats,
+            planned=len(plan.requests),
+            duration=max(s.end for s in stats) - start if stats else 0.0,
+            wall_start=phase.wall_start,
+            cpu_s=cpu,
+        )
 
 
 def split_requests(
@@ -110,7 +163,7 @@ async def _worker_async(conn: Connection, spec: WorkerSpec) -> None:
 async def run_workers(
     specs: Sequence[WorkerSpec],
     *,
-    on_record: Callable[[RequestRecord], None],
+    on_record: RecordCallback,
     on_start: Callable[[float], None] | None = None,
     handle_signals: bool = True,
 ) -> tuple[list[RequestRecord], list[PhaseStats], float]:

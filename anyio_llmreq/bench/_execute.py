@@ -1,0 +1,158 @@
+"""Execution stage: the ``Executor`` interface from a workload plan to its records.
+
+An executor sends a plan's requests at their offsets, hands each finished request to
+``on_record`` as it finishes, and returns an ``Execution``. ``LocalExecutor``
+(``_drive``, in-process) and ``WorkerExecutor`` (``_workers``, one process per worker)
+implement it; a new executor (e.g. Ray) is one new module with a class like theirs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import attrs
+
+from .._models import RequestFuncOutput
+
+if TYPE_CHECKING:
+    from ._plan import WorkloadPlan
+
+__all__ = [
+    "Execution",
+    "Executor",
+    "PhaseStats",
+    "RecordCallback",
+    "RequestRecord",
+    "measured_phase",
+]
+
+
+@attrs.define
+class RequestRecord:
+    """One finished request: its output plus when it was due and when it left.
+
+    ``scheduled`` and ``dispatched`` are seconds after the run's start; the output's
+    ``client_queue_time`` is the wait for a ``--max-concurrency`` slot.
+    """
+
+    index: int
+    request_id: str
+    scheduled: float
+    dispatched: float
+    output: RequestFuncOutput
+    worker: int = 0
+    #: The request's total deadline (``RequestFuncInput.timeout``), so a line says
+    #: what limit a timed-out request ran under.
+    timeout: float | None = None
+
+    @property
+    def send_lag(self) -> float:
+        return max(self.dispatched - self.scheduled, 0.0)
+
+    def to_json(self) -> dict[str, object]:
+        """The ``--output-jsonl`` line for this request."""
+        from dataclasses import asdict
+
+        data: dict[str, object] = {
+            "index": self.index,
+            "request_id": self.request_id,
+            "worker": self.worker,
+            "scheduled_time": self.scheduled,
+            "dispatch_time": self.dispatched,
+            "timeout": self.timeout,
+        }
+        data.update(asdict(self.output))
+        return data
+
+
+@attrs.frozen
+class PhaseStats:
+    """What one process measured about itself during the run."""
+
+    loop_lags: list[float]
+    cpu_s: float
+    wall_s: float
+    end: float
+    sent: int
+    finished: int
+    interrupted: bool
+
+
+RecordCallback = Callable[[RequestRecord], None]
+
+
+def _in_request_order(records: Iterable[RequestRecord]) -> list[RequestRecord]:
+    return sorted(records, key=lambda r: r.index)
+
+
+@attrs.frozen(kw_only=True)
+class Execution:
+    """What an executor measured: every finished request, in request order.
+
+    ``cpu_s`` has one entry per process that sent requests (plus this one when it also
+    served the embedded server); ``planned`` is the number of requests in the plan, so
+    an interrupted run says how many did not finish.
+    """
+
+    records: list[RequestRecord] = attrs.field(converter=_in_request_order)
+    stats: list[PhaseStats]
+    planned: int
+    duration: float
+    wall_start: datetime
+    cpu_s: list[float]
+
+    @property
+    def date(self) -> str:
+        """The run's start as vLLM writes it in the result and its file name."""
+        return self.wall_start.strftime("%Y%m%d-%H%M%S")
+
+    @property
+    def not_finished(self) -> int:
+        return self.planned - len(self.records)
+
+    @property
+    def interrupted(self) -> bool:
+        return any(s.interrupted for s in self.stats) or self.not_finished > 0
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a plan: every request of ``plan.requests`` at ``start + delay``."""
+
+    async def run(self, plan: WorkloadPlan, on_record: RecordCallback) -> Execution:
+        """Send the plan's requests and wait for them; call *on_record* for each as it
+        finishes. A stop (signal, ``stop_after``) ends the run early with what finished;
+        a failed request is a record, never an exception.
+
+        Raises:
+            RuntimeError: the executor itself failed (e.g. a worker crashed).
+        """
+        ...
+
+
+@attrs.define
+class Phase:
+    """The run's wall-clock start and this process's CPU time since."""
+
+    wall_start: datetime
+    cpu0: float
+
+    def cpu_s(self) -> float:
+        return time.process_time() - self.cpu0
+
+
+@contextlib.contextmanager
+def measured_phase() -> Iterator[Phase]:
+    """The measured part of a run. A garbage collection during it would pause every
+    request at once: collect now, and keep what survives out of later collections."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield Phase(datetime.now(), time.process_time())
+    finally:
+        gc.unfreeze()
