@@ -23,6 +23,8 @@ from ._engine import (
     Timeouts,
     arrival_clock,
     body_chunks,
+    body_pusher,
+    body_released,
     build_http_request,
     check_status,
     close_chunks,
@@ -33,7 +35,7 @@ from ._exceptions import ConfigError, RequestTimeout
 from ._media import needs_media, prepare_media
 from ._models import Delta, RequestFuncInput, RequestFuncOutput
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
-from ._transport import AnyioTransport, body_pusher, body_released
+from ._transport import AnyioTransport, Consume
 from .backends._base import Backend, api_key_from_env
 from .backends._registry import get_backend
 
@@ -91,8 +93,8 @@ class ResponseStream:
     # Absolute anyio.current_time() of the total deadline; inf for none.
     _deadline: float = math.inf
     _total: float | None = None
-    # The transport's push path, when it has one for this body.
-    _push: Callable[[Callable[[bytes, float], None]], Awaitable[None]] | None = None
+    # The body's push, when the engine reads it that way (``body_pusher``).
+    _push: Callable[[Consume], Awaitable[None]] | None = None
     _pending: collections.deque[TimedDelta] = attrs.Factory(collections.deque)
     # The body's iterator, kept to be closed after the iteration ended for any reason.
     _source: AsyncIterator[bytes] | None = attrs.field(init=False, default=None)
@@ -194,7 +196,7 @@ class ResponseStream:
         response, self._response = self._response, None
         if response is None:
             return
-        if body_released(response.stream):
+        if body_released(response):
             # Nothing left to close, so no await in here suspends: no shield needed.
             await response.aclose()
         else:
@@ -389,7 +391,7 @@ class Client:
             except Exception as exc:  # becomes the output's error
                 ex.fail(exc)
             else:
-                push = body_pusher(response) if sse and self.clock is time.perf_counter else None
+                push = body_pusher(response, self.clock) if sse else None
                 stamp = arrival_clock(response, self.clock)
                 return ResponseStream(
                     ex, response, body_chunks(response), stamp, sse, deadline, total, push

@@ -20,7 +20,7 @@ import math
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -47,11 +47,19 @@ from ._models import (
     SSEEvent,
     TextDelta,
 )
-from ._sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
-from ._transport import ARRIVAL_EXTENSION
+from ._sse import DEFAULT_MAX_EVENT_BYTES, DataEvents, SSEDecoder
+from ._transport import ARRIVAL_EXTENSION, Consume, TimedBody
 from .backends._base import Backend, TokenTextBackend
 
-__all__ = ["Exchange", "Timeouts", "body_chunks", "close_chunks", "error_text"]
+__all__ = [
+    "Exchange",
+    "Timeouts",
+    "body_chunks",
+    "body_pusher",
+    "body_released",
+    "close_chunks",
+    "error_text",
+]
 
 
 _NO_OUTPUT = "Never received a valid chunk to calculate TTFT (the response carried no output)."
@@ -186,15 +194,14 @@ class Exchange:
                 f"response stream longer than {self.max_stream_bytes} bytes; "
                 "refusing to accumulate more"
             )
-        decoder = self.decoder
-        events = decoder.feed_data(chunk)
+        events = self.decoder.feed_data(chunk)
         if not events:
             return
         token_text = self._token_text
         texts: list[str | None] | None = None
-        if decoder.last_plain and token_text is not None:
-            # A read of plain data events only: the backend's fast path on all of them.
-            texts = list(map(token_text, events))  # type: ignore[arg-type]
+        if token_text is not None and type(events) is DataEvents:
+            # A read of data events only: the backend's fast path on all of them.
+            texts = list(map(token_text, events))
             if None not in texts:
                 self.acc.text_parts.extend(texts)  # type: ignore[arg-type]
                 if sink is not None:
@@ -382,8 +389,8 @@ def build_http_request(
     lowered = {name.lower() for name in headers}
     if spec.auth:
         add_bearer(headers, api_key, lowered)
-    # The total deadline is the caller's cancel scope, not the transport's extension, so
-    # that it reads the same whichever transport is in use.
+    # The total deadline is the caller's cancel scope, so that it reads the same
+    # whichever transport is in use.
     extensions: dict[str, Any] = {}
     if spec.json is not None:
         try:
@@ -482,15 +489,40 @@ def redirect_request(request: httpx.Request, response: httpx.Response) -> httpx.
 
 
 def arrival_clock(response: httpx.Response, clock: Callable[[], float]) -> Callable[[], float]:
-    """The per-read stamp: the transport's socket-read time when it reports one."""
+    """The per-read stamp: the transport's socket-read time when it reports one read
+    from *clock*, else *clock* itself."""
     arrival = response.extensions.get(ARRIVAL_EXTENSION)
-    if arrival is None or clock is not time.perf_counter:
+    if arrival is None or arrival.clock is not clock:
         return clock
 
     def from_socket() -> float:
         return float(arrival.time)
 
     return from_socket
+
+
+def body_pusher(
+    response: httpx.Response, clock: Callable[[], float] = time.perf_counter
+) -> Callable[[Consume], Awaitable[None]] | None:
+    """The body's ``push`` when the engine can take the body that way: our transport's
+    body (not wrapped by httpx's client), able to push, stamped with *clock*, and not
+    content-encoded (pushed bytes are raw). Else ``None``: the body is iterated."""
+    body = response.stream
+    if (
+        isinstance(body, TimedBody)
+        and body.can_push
+        and body.arrival.clock is clock
+        and "content-encoding" not in response.headers
+    ):
+        return body.push
+    return None
+
+
+def body_released(response: httpx.Response) -> bool:
+    """Whether *response*'s body is ours and has ended and given its connection back:
+    closing the response then does nothing and never suspends."""
+    body = response.stream
+    return isinstance(body, TimedBody) and body.released
 
 
 def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from ._exceptions import StreamProtocolError
 from ._models import SSEEvent
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "DEFAULT_MAX_STREAM_BYTES", "SSEDecoder"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "DEFAULT_MAX_STREAM_BYTES", "DataEvents", "SSEDecoder"]
 
 #: The largest event (or line) a decoder buffers before it gives up: a server that
 #: never ends a line must not exhaust the client's memory.
@@ -33,6 +33,13 @@ DEFAULT_MAX_STREAM_BYTES = 512 * 1024 * 1024
 _LF = b"\n"
 _CR = b"\r"
 _BLANK = b"\n\n"
+
+
+class DataEvents(list[str]):
+    """The events of one read when every one is a data event: one ``data:`` line, type
+    ``message``, no ``id`` seen on the stream. Each is its data string."""
+
+    __slots__ = ()
 
 
 class SSEDecoder:
@@ -48,7 +55,6 @@ class SSEDecoder:
         "_retry",
         "_tail",
         "_tail_bytes",
-        "last_plain",
     )
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
@@ -61,21 +67,18 @@ class SSEDecoder:
         self._data: list[bytes] = []
         self._id = ""
         self._retry: int | None = None
-        # True when the latest ``feed_data`` returned only plain events' data strings.
-        self.last_plain = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Consume one read's bytes; return the events completed by it."""
         return self._feed(chunk, False)  # type: ignore[return-value]
 
-    def feed_data(self, chunk: bytes) -> list[SSEEvent | str]:
-        """Like ``feed``, but a plain event (one ``data:`` line, type ``message``, no
-        ``id`` seen on the stream) comes back as its data string: the engine's fast path
-        hands those to a backend's ``token_text`` without building an event."""
+    def feed_data(self, chunk: bytes) -> list[SSEEvent | str] | DataEvents:
+        """Like ``feed``, but a data event (one ``data:`` line, type ``message``, no
+        ``id`` seen on the stream) comes back as its data string, without building an
+        ``SSEEvent``; a read holding data events only may come back as ``DataEvents``."""
         return self._feed(chunk, True)
 
-    def _feed(self, chunk: bytes, plain: bool) -> list[SSEEvent | str]:
-        self.last_plain = False
+    def _feed(self, chunk: bytes, plain: bool) -> list[SSEEvent | str] | DataEvents:
         if self._pending_cr:
             # The previous read ended in CR; an LF opening this read belongs to it.
             self._pending_cr = False
@@ -104,8 +107,7 @@ class SSEDecoder:
                     # empty block) is one more, so one count checks every event at once.
                     datas = text[6:-2].split("\n\ndata: ")
                     if text.count("\n") == 2 * len(datas):
-                        self.last_plain = True
-                        return datas  # type: ignore[return-value]
+                        return DataEvents(datas)
                 blocks = text.split("\n\n")
                 if not blocks[-1]:  # not so after an odd run of LFs
                     return self._whole_events(blocks, plain)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from anyio_llmreq._aiostream import ReadBatch, _Protocol
+from anyio_llmreq._transport._asyncio_protocol import ReadBatch, _Protocol
 
 pytestmark = [
     pytest.mark.anyio,

@@ -276,14 +276,14 @@ KNOWN = {
     ("testing/_thread.py", "Thread("),
     # The transport's read-timeout timer: one per loop, it reschedules itself only while
     # a stream is watched, and a trio system task ends with the run.
-    ("_transport.py", "call_later("),
-    ("_transport.py", "spawn_system_task("),
+    ("_transport/_timers.py", "call_later("),
+    ("_transport/_timers.py", "spawn_system_task("),
     # The asyncio read batch: one callback per loop turn that has pushed reads, which
     # runs at once and only hands those reads to their consumers.
-    ("_aiostream.py", "call_soon("),
+    ("_transport/_asyncio_protocol.py", "call_soon("),
     # The trio reactor reading pushed bodies: one per run, it ends (closing its epoll set)
     # as soon as no body is being pushed, and a trio system task ends with the run.
-    ("_triostream.py", "spawn_system_task("),
+    ("_transport/_trio_reactor.py", "spawn_system_task("),
     # The bench's result readers: a blocked pipe read is abandoned on cancel; the worker
     # processes are then terminated, which ends the read.
     ("bench/_workers.py", "abandon_on_cancel=True"),

@@ -300,9 +300,9 @@ async def test_httpxs_private_stream_wrapper_is_what_body_chunks_expects() -> No
     silently fall back to the slower generators."""
     import inspect
 
-    from anyio_llmreq.testing import MockBehaviour, open_mock_server
     from anyio_llmreq._engine import body_chunks, close_chunks
-    from anyio_llmreq._transport import AnyioTransport, _BodyStream
+    from anyio_llmreq._transport import AnyioTransport, TimedBody
+    from anyio_llmreq.testing import MockBehaviour, open_mock_server
 
     async with open_mock_server(MockBehaviour()) as server:
         async with httpx.AsyncClient(transport=AnyioTransport(trust_env=False)) as http:
@@ -313,7 +313,7 @@ async def test_httpxs_private_stream_wrapper_is_what_body_chunks_expects() -> No
             )
             response = await http.send(request, stream=True)
             try:
-                assert isinstance(response.stream._stream, _BodyStream)  # type: ignore[attr-defined]
+                assert isinstance(response.stream._stream, TimedBody)  # type: ignore[attr-defined]
                 chunks = body_chunks(response)
                 assert not inspect.isasyncgen(chunks)  # the transport's own iterator
                 body = b"".join([chunk async for chunk in chunks])

@@ -1,4 +1,4 @@
-"""The sans-IO HTTP/1.1 codec (``anyio_llmreq._http11``), differentially against h11.
+"""The sans-IO HTTP/1.1 codec (``anyio_llmreq._transport._http11``), differentially against h11.
 
 h11 (0.16) is httpx's default wire layer, so where both parse a response we must read
 the same status, reason, fields, body framing, keep-alive and chunk payloads, and what
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anyio_llmreq._http11 import (
+from anyio_llmreq._transport._http11 import (
     MAX_HEAD,
     ChunkedDecoder,
     RawHeaders,

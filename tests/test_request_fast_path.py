@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from anyio_llmreq._transport import _encode_head
+from anyio_llmreq._transport._pool import _encode_head
 
 URL = httpx.URL("http://example.com:8000/v1/completions?a=b")
 

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from anyio_llmreq import SSEDecoder, SSEEvent, StreamProtocolError
+from anyio_llmreq._sse import DataEvents
 
 from .strategies import mostly_plain_streams, split_at, splits, sse_streams
 
@@ -127,7 +128,7 @@ def test_plain_reads_fast_path_matches_httpx_sse(reads: list[bytes]) -> None:
     got: list[SSEEvent] = []
     for read in reads:
         events = decoder.feed_data(read)
-        if decoder.last_plain:
+        if type(events) is DataEvents:
             # Claimed plain: data strings only, one per "data: " line of the read.
             assert all(isinstance(e, str) for e in events)
             assert len(events) == read.count(b"data: ")
@@ -137,8 +138,9 @@ def test_plain_reads_fast_path_matches_httpx_sse(reads: list[bytes]) -> None:
 
 def test_plain_reads_take_the_fast_path_only_when_plain() -> None:
     decoder = SSEDecoder()
-    assert decoder.feed_data(b'data: {"a":1}\n\ndata: b\n\n') == ['{"a":1}', "b"]
-    assert decoder.last_plain
+    events = decoder.feed_data(b'data: {"a":1}\n\ndata: b\n\n')
+    assert events == ['{"a":1}', "b"]
+    assert type(events) is DataEvents
     for read in [
         b"data: a\n\n\n\ndata: b\n\n",  # an empty block
         b"data: a\ndata: b\n\n",  # two data lines, one event
@@ -148,11 +150,12 @@ def test_plain_reads_take_the_fast_path_only_when_plain() -> None:
     ]:
         fresh = SSEDecoder()
         events = fresh.feed_data(read)
-        assert not fresh.last_plain, read
+        assert type(events) is not DataEvents, read
         assert [SSEEvent(e) if isinstance(e, str) else e for e in events] == reference_events(
             read.decode()
         )
     with_id = SSEDecoder()
     with_id.feed_data(b"id: 7\ndata: a\n\n")
-    assert with_id.feed_data(b"data: b\n\n") == [SSEEvent("b", "message", "7")]
-    assert not with_id.last_plain
+    events = with_id.feed_data(b"data: b\n\n")
+    assert events == [SSEEvent("b", "message", "7")]
+    assert type(events) is not DataEvents

@@ -19,13 +19,8 @@ import anyio
 import httpx
 import pytest
 
-from anyio_llmreq._transport import (
-    ARRIVAL_EXTENSION,
-    DEADLINE_EXTENSION,
-    AnyioTransport,
-    Arrival,
-    body_pusher,
-)
+from anyio_llmreq._engine import body_pusher
+from anyio_llmreq._transport import ARRIVAL_EXTENSION, AnyioTransport, Arrival
 
 from .rawserver import refused_port, self_signed_cert
 
@@ -707,33 +702,6 @@ async def test_slow_consumer_is_not_a_read_timeout(serve: Callable[..., Server])
     assert body == b"".join(EVENTS[:3])
 
 
-@pytest.mark.parametrize("head_sent", [False, True], ids=["in-head", "in-body"])
-async def test_request_deadline(serve: Callable[..., Server], head_sent: bool) -> None:
-    async def handler(conn: Conn) -> None:
-        await conn.request()
-        if head_sent:
-            await conn.send(CHUNKED_HEAD)
-            while True:  # a steady trickle: no read timeout, only the deadline can end it
-                await conn.send(chunked(b"x")[:-5])
-                await asyncio.sleep(0.02)
-        await conn.wait_client_close()
-
-    server = serve(handler)
-    async with client(server, timeout=httpx.Timeout(5.0)) as c:
-        start = time.perf_counter()
-        request = c.build_request(
-            "GET", "/", extensions={DEADLINE_EXTENSION: anyio.current_time() + 0.3}
-        )
-        with pytest.raises(httpx.ReadTimeout, match="Request deadline exceeded"):
-            response = await c.send(request, stream=True)
-            try:
-                async for _ in response.aiter_raw():
-                    pass
-            finally:
-                await response.aclose()
-        assert 0.25 < time.perf_counter() - start < 2.0
-
-
 async def test_write_timeout(serve: Callable[..., Server]) -> None:
     async def handler(conn: Conn) -> None:
         await asyncio.sleep(30)  # never reads the request; cancelled when the server stops
@@ -795,12 +763,12 @@ async def test_tls_trusts_what_httpx_trusts(
 def test_default_trust_is_certifis_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
     import certifi
 
-    from anyio_llmreq._transport import _trust_context
+    from anyio_llmreq._transport._tls import trust_context
 
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     expected = ssl.create_default_context(cafile=certifi.where()).get_ca_certs()
-    ours = _trust_context(True)
+    ours = trust_context(True)
     assert ours.get_ca_certs() == expected and expected
     assert ours.verify_mode == ssl.CERT_REQUIRED and ours.check_hostname
 

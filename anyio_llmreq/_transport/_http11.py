@@ -1,4 +1,4 @@
-"""HTTP/1.1 as bytes: the wire format of :mod:`anyio_llmreq._transport`, sans-IO.
+"""HTTP/1.1 as bytes: the wire format of the transport, sans-IO (no socket, no clock).
 
 The request head, the response head, the framing of a response body and the chunked
 body decoder: nothing here touches a socket, reads a clock or knows an event loop, so

@@ -1,4 +1,4 @@
-"""Receiving straight from the socket for the transport's trio path (plain TCP).
+"""The transport's trio connection stream (plain TCP): lean reads and an epoll reactor.
 
 A receive through anyio's trio socket stream goes through trio's socket wrapper: it tries
 ``recv`` first (usually ``EAGAIN`` on a token stream), then waits for readability, reads
@@ -8,10 +8,10 @@ round trips and two ``recv`` calls per read. This stream waits for readability f
 once, stamping the bytes as they come off the socket.
 
 ``push`` goes further for response bodies: one task per trio run (the reactor) waits on
-an epoll set holding every socket whose body is being pushed, and hands each read to
-its consumer as it comes off the socket, so a read costs no task switch at all; the
+a private epoll set holding every socket whose body is being pushed, and hands each read
+to its consumer as it comes off the socket, so a read costs no task switch at all; the
 request's task sleeps until its body is complete. That is the trio counterpart of the
-asyncio path's ``data_received`` callback (trio has no callbacks of its own).
+asyncio protocol's ``data_received`` callback (trio has no callbacks of its own).
 
 Connecting, sending and closing stay with anyio's stream, which this one wraps.
 """
@@ -44,9 +44,15 @@ class TrioStream(anyio.abc.ByteStream):
         self._closed = False
         self._error: OSError | None = None  # met while pushing; the next receive raises it
         self.arrival = 0.0
+        # epoll is Linux's; elsewhere bodies are read by receive().
+        self.can_push = _CAN_PUSH
 
     def arrival_time(self) -> float:
         return self.arrival
+
+    def dropped(self) -> bool:
+        """Closed by us; the pool asks the socket about the rest."""
+        return self._closed
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         sock = self._sock
@@ -78,7 +84,7 @@ class TrioStream(anyio.abc.ByteStream):
         Returns False as soon as the stream ends, fails or closes first: ``receive``
         then reports why.
         """
-        if self._closed or self._error is not None or not _CAN_PUSH:
+        if self._closed or self._error is not None:
             return False
         pushed = _Push(self._sock, sink)
         reactor = _reactor()
@@ -105,7 +111,6 @@ class TrioStream(anyio.abc.ByteStream):
         return self._inner.extra_attributes
 
 
-# epoll is Linux's; elsewhere push() declines and the body is read by receive().
 _CAN_PUSH = hasattr(select, "epoll")
 
 

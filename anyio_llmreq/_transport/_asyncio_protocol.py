@@ -1,14 +1,15 @@
-"""A byte stream straight on an asyncio ``Protocol``, for the transport's asyncio path.
+"""The transport's asyncio (and uvloop) connection stream: a raw asyncio ``Protocol``.
 
 anyio's asyncio socket stream pauses reading after every receive and resumes it before the
 next (two selector updates per read) and wakes the reader through an ``asyncio.Event``. On
 a stream of small SSE reads that bookkeeping costs more than the HTTP and SSE decoding
 together. This stream keeps reading on (pausing only when 1 MiB is buffered), wakes the
 reader through one future, and stamps each chunk in ``data_received``: the moment the
-event loop took the bytes off the socket, even when the reader was busy then.
+event loop took the bytes off the socket, even when the reader was busy then. ``push``
+hands a body's reads to a sink from the loop's read callbacks (see :class:`ReadBatch`).
 
-It implements the part of ``anyio.abc.ByteStream`` the transport uses; anyio's cancel
-scopes work on it as on any asyncio await. Trio keeps anyio's own sockets.
+It implements the part of ``anyio.abc.ByteStream`` the transport uses, plus
+:class:`~._interface.OwnStream`; anyio's cancel scopes work on it as on any asyncio await.
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ class AsyncioStream(anyio.abc.ByteStream):
     ``arrival`` is the ``perf_counter`` reading taken when the bytes returned by the
     latest ``receive`` came off the socket.
     """
+
+    can_push = True
 
     def __init__(
         self,

@@ -1,0 +1,495 @@
+"""``AnyioTransport``: the connection pool, sending a request, reading a response head.
+
+A request checks an idle connection out (or connects), sends its head and body, reads the
+response head and returns a :class:`~._body.Body` on that connection; the body checks the
+connection back in once read whole. The retry rule is that there is none: an idle
+connection is checked before reuse instead, and a request once written is never re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import select
+import socket
+import ssl
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import attrs
+import httpx
+
+from ._asyncio_protocol import ReadBatch, open_asyncio_stream
+from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming
+from ._errors import describe, describe_os_error
+from ._http11 import MAX_HEAD, encode_head, framing, parse_head
+from ._interface import ARRIVAL_EXTENSION, Arrival, OwnStream
+from ._timers import AsyncioWatchdog, TrioWatchdog, Watchdog
+from ._tls import client_context
+
+__all__ = ["AnyioTransport", "Connection"]
+
+_ONE_SEND: Final = 65536  # bodies up to this size travel in the same send as the head
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_INF: Final = math.inf
+
+_Key = tuple[str, str, int]
+
+
+@attrs.define(eq=False)
+class Connection:
+    """One pooled connection: its stream, and the same stream as an ``OwnStream`` when
+    it is one of ours (None: anyio's own, trio over TLS)."""
+
+    stream: anyio.abc.ByteStream
+    key: _Key
+    own: OwnStream | None
+    idle_since: float = 0.0
+
+
+class AnyioTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 transport for ``httpx.AsyncClient`` built on anyio.
+
+    Use it as ``httpx.AsyncClient(transport=AnyioTransport(), timeout=...)``; redirects,
+    cookies and auth stay in httpx's client layer.
+
+    On asyncio (and uvloop) it reads through a raw asyncio ``Protocol``, on trio through a
+    private epoll reactor; elsewhere (trio over TLS, or trio without epoll) it falls back
+    to anyio's streams. Either way every socket read is stamped when its bytes came off the
+    socket (``response.extensions["anyio_llmreq.arrival"]``) and a response body yields
+    one ``bytes`` per read.
+
+    * There is no limit on concurrent connections (one per in-flight request), so
+      ``PoolTimeout`` is never raised. At most ``max_keepalive_per_host`` idle
+      connections are kept per (scheme, host, port), each for ``keepalive_expiry``
+      seconds.
+    * Timeouts come from ``request.extensions["timeout"]`` as httpx sets them: ``connect``
+      covers TCP connect and TLS handshake, ``write`` sending the request, ``read`` the
+      longest wait for the next socket read.
+    * An idle connection is checked before it is reused, as urllib3 and aiohttp check a
+      pooled one: one the server closed (or that has unexpected bytes to read) is
+      dropped for the next. A request is never sent twice: once written, its failure is
+      the request's, since the server may have received it.
+    * ``Expect: 100-continue`` is dropped from requests; interim 1xx responses are skipped.
+    * Proxies are not supported: passing ``proxy``, or (with ``trust_env``) a request whose
+      URL an ``HTTP(S)_PROXY``/``ALL_PROXY`` variable applies to, raises
+      ``httpx.ProxyError``. Use ``httpx.AsyncClient(proxy=...)`` without this transport
+      for those.
+
+    Args:
+        verify: ``True`` verifies TLS certificates against the same trust store as httpx
+            (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set, else certifi's bundle); a
+            path to a CA bundle file or directory; ``False`` disables verification; an
+            ``ssl.SSLContext`` is used as is.
+        cert: client certificate: a file, ``(certfile, keyfile)`` or
+            ``(certfile, keyfile, password)``; ignored when *verify* is an ``SSLContext``.
+        max_keepalive_per_host: idle connections kept per origin; ``None`` for no limit.
+        keepalive_expiry: seconds an idle connection may be reused; ``None`` for ever.
+        trust_env: honour proxy environment variables (by refusing them, see above).
+        proxy: must be ``None``.
+        local_address: local IP address to bind outgoing connections to.
+        read_size: maximum bytes asked of each socket read.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: bool | str | ssl.SSLContext = True,
+        cert: str | tuple[str, str] | tuple[str, str, str] | None = None,
+        max_keepalive_per_host: int | None = None,
+        keepalive_expiry: float | None = 60.0,
+        trust_env: bool = True,
+        proxy: object = None,
+        local_address: str | None = None,
+        read_size: int = 65536,
+    ) -> None:
+        if proxy is not None:
+            raise httpx.ProxyError(_PROXY_MESSAGE.format(proxy=proxy))
+        if read_size < 1:
+            raise ValueError("read_size must be a positive integer")
+        if max_keepalive_per_host is not None and max_keepalive_per_host < 0:
+            raise ValueError("max_keepalive_per_host must be >= 0 or None")
+        self._verify = verify
+        self._cert = cert
+        self._ssl_context: ssl.SSLContext | None = None  # built on first https request
+        self._max_keepalive = max_keepalive_per_host
+        self._keepalive_expiry = keepalive_expiry
+        self._local_address = local_address
+        self._read_size = read_size
+        self._idle: dict[_Key, deque[Connection]] = {}
+        self._closed = False
+        self._watchdog: Watchdog | None = None
+        self._batch: ReadBatch | None = None  # the asyncio read batch of the current loop
+        # Read once, like httpx does: os.environ lookups per request would cost more
+        # than the rest of the request setup.
+        self._env_proxies = urllib.request.getproxies_environment() if trust_env else {}
+
+    # -- public API -----------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        default_port = _DEFAULT_PORTS.get(scheme)
+        if default_port is None:
+            raise httpx.UnsupportedProtocol(
+                f"Request URL has an unsupported protocol '{scheme}://'."
+            )
+        host = url.raw_host.decode("ascii")
+        if not host:
+            raise httpx.UnsupportedProtocol("Request URL is missing a host.")
+        port = url.port or default_port
+        if self._env_proxies:
+            self._refuse_env_proxy(scheme, host)
+
+        method = request.method
+        head, chunked_body, keep_alive = encode_head(
+            method, request.url.raw_path, request.headers.raw
+        )
+        body: bytes | None = None
+        if isinstance(request.stream, httpx.ByteStream):
+            # In-memory body: can be sent together with the head.
+            # Its synchronous iterator: the asynchronous one is a generator per request.
+            body = b"".join(request.stream)
+            if chunked_body:
+                body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+
+        timeouts = request.extensions.get("timeout") or {}
+        read_timeout = timeouts.get("read")
+
+        key = (scheme, host, port)
+        conn = await self._checkout(key)
+        phase = "connect"
+        with anyio.CancelScope() as scope:
+            try:
+                if conn is None:
+                    scope.deadline = _until(timeouts.get("connect"))
+                    conn = await self._connect(host, port, scheme, key)
+                phase = "write"
+                scope.deadline = _until(timeouts.get("write"))
+                if body is not None:
+                    await _send_bytes(conn, head, body)
+                else:
+                    await _send_stream(conn, head, request.stream, chunked_body)
+                phase = "read"
+                scope.deadline = _until(read_timeout)
+                return await self._read_response(conn, scope, method, keep_alive, read_timeout)
+            except BaseException:
+                if conn is not None:
+                    await anyio.aclose_forcefully(conn.stream)
+                raise
+        # Only reached when our own scope timed out.
+        if phase == "connect":
+            raise httpx.ConnectTimeout(f"Timed out connecting to {host}:{port}", request=request)
+        if phase == "write":
+            raise httpx.WriteTimeout("Timed out sending the request", request=request)
+        raise httpx.ReadTimeout("Timed out waiting for the response headers", request=request)
+
+    async def aclose(self) -> None:
+        """Close every idle connection; streams still open close theirs when they end."""
+        self._closed = True
+        idle = [conn for dq in self._idle.values() for conn in dq]
+        self._idle.clear()
+        for conn in idle:
+            await anyio.aclose_forcefully(conn.stream)
+
+    # -- the pool ---------------------------------------------------------------------
+
+    async def _checkout(self, key: _Key) -> Connection | None:
+        dq = self._idle.get(key)
+        expiry = self._keepalive_expiry
+        while dq:
+            conn = dq.pop()
+            if expiry is not None and perf_counter() - conn.idle_since >= expiry:
+                # LIFO order: when the newest idle connection has expired, all older
+                # ones have.
+                stale = [conn, *dq]
+                dq.clear()
+                for old in stale:
+                    await anyio.aclose_forcefully(old.stream)
+                return None
+            if not _dropped(conn):
+                return conn
+            await anyio.aclose_forcefully(conn.stream)
+        return None
+
+    async def _release(self, conn: Connection) -> None:
+        if self._closed or self._max_keepalive == 0:
+            await anyio.aclose_forcefully(conn.stream)
+            return
+        dq = self._idle.get(conn.key)
+        if dq is None:
+            dq = self._idle[conn.key] = deque()
+        now = conn.idle_since = perf_counter()
+        stale: list[Connection] = []
+        # Purge from the old end here so connections buried under a busy top of the
+        # stack do not linger until the next quiet period.
+        expiry = self._keepalive_expiry
+        if expiry is not None:
+            while dq and now - dq[0].idle_since >= expiry:
+                stale.append(dq.popleft())
+        if self._max_keepalive is not None and len(dq) >= self._max_keepalive:
+            stale.append(dq.popleft())
+        dq.append(conn)
+        for old in stale:
+            await anyio.aclose_forcefully(old.stream)
+
+    async def _connect(self, host: str, port: int, scheme: str, key: _Key) -> Connection:
+        """A new connection, on the stream that suits the running loop."""
+        try:
+            loop = _running_loop()
+            if loop is not None:
+                batch = self._batch
+                if batch is None or batch.owner is not loop:
+                    batch = self._batch = ReadBatch(loop)
+                ours = await open_asyncio_stream(
+                    host,
+                    port,
+                    ssl_context=self._get_ssl_context() if scheme == "https" else None,
+                    local_host=self._local_address,
+                    batch=batch,
+                )
+                return Connection(ours, key, ours)
+            if scheme == "https":
+                tls = await anyio.connect_tcp(
+                    host,
+                    port,
+                    local_host=self._local_address,
+                    ssl_context=self._get_ssl_context(),
+                    tls_hostname=host,
+                    # HTTP frames its own bodies, so a missing TLS close_notify is harmless.
+                    tls_standard_compatible=False,
+                )
+                return Connection(tls, key, None)
+            from ._trio_reactor import TrioStream  # trio is an optional dependency
+
+            stream = TrioStream(await anyio.connect_tcp(host, port, local_host=self._local_address))
+            return Connection(stream, key, stream)
+        except socket.gaierror as exc:
+            raise httpx.ConnectError(f"Could not resolve host {host!r}: {exc}") from exc
+        except ssl.SSLError as exc:
+            raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
+        except (anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            raise httpx.ConnectError(
+                f"TLS handshake with {host}:{port} failed: the server closed the connection"
+            ) from exc
+        except OSError as exc:
+            raise httpx.ConnectError(
+                f"Could not connect to {host}:{port}: {describe_os_error(exc)}"
+            ) from exc
+
+    def _get_ssl_context(self) -> ssl.SSLContext:
+        ctx = self._ssl_context
+        if ctx is None:
+            ctx = self._ssl_context = client_context(self._verify, self._cert)
+        return ctx
+
+    def _refuse_env_proxy(self, scheme: str, host: str) -> None:
+        proxies = self._env_proxies
+        proxy = proxies.get(scheme) or proxies.get("all")
+        if proxy and not urllib.request.proxy_bypass(host):
+            raise httpx.ProxyError(_PROXY_MESSAGE.format(proxy=proxy))
+
+    # -- response ---------------------------------------------------------------------
+
+    async def _read_response(
+        self,
+        conn: Connection,
+        scope: anyio.CancelScope,
+        method: str,
+        keep_alive: bool,
+        read_timeout: float | None,
+    ) -> httpx.Response:
+        receive = conn.stream.receive
+        own = conn.own
+        clock: Callable[[], float] = own.arrival_time if own is not None else perf_counter
+        read_size = self._read_size
+        buf = b""
+        searched = 0
+        first_byte = 0.0
+        last = 0.0
+        while True:
+            end = buf.find(b"\r\n\r\n", searched)
+            if end < 0:
+                if len(buf) > MAX_HEAD:
+                    raise httpx.RemoteProtocolError("Response header section exceeds 64 KiB")
+                searched = max(len(buf) - 3, 0)
+                if first_byte:
+                    scope.deadline = _until(read_timeout)
+                try:
+                    data = await receive(read_size)
+                except anyio.EndOfStream as exc:
+                    if not first_byte:
+                        raise httpx.RemoteProtocolError(
+                            "Server disconnected without sending a response."
+                        ) from exc
+                    raise httpx.RemoteProtocolError(
+                        "Server disconnected while sending the response headers."
+                    ) from exc
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    raise httpx.ReadError(f"Error reading the response: {describe(exc)}") from exc
+                last = clock()
+                if not first_byte:
+                    first_byte = last
+                buf += data
+                continue
+
+            if end > MAX_HEAD:
+                raise httpx.RemoteProtocolError("Response header section exceeds 64 KiB")
+            version, status, reason, headers = parse_head(buf[:end])
+            buf = buf[end + 4 :]
+            searched = 0
+            if 100 <= status < 200 and status != 101:
+                continue  # interim response (100 Continue, 103 Early Hints)
+            break
+
+        arrival = Arrival(last, first_byte)
+        extensions: dict[str, Any] = {
+            "http_version": version,
+            "reason_phrase": reason,
+            ARRIVAL_EXTENSION: arrival,
+        }
+        length, chunked, keep_alive = framing(
+            version, status, method, headers, keep_alive=keep_alive
+        )
+        if length == 0:
+            if buf or not keep_alive:
+                await anyio.aclose_forcefully(conn.stream)
+            else:
+                await self._release(conn)
+            return httpx.Response(
+                status, headers=headers, stream=httpx.ByteStream(b""), extensions=extensions
+            )
+        body_framing: Framing
+        if chunked:
+            body_framing = ChunkedFraming()
+        elif length is not None:
+            body_framing = LengthFraming(length)
+        else:
+            body_framing = CloseFraming()
+        stream = Body(
+            conn,
+            self._release,
+            arrival,
+            buf,
+            body_framing,
+            keep_alive,
+            read_timeout,
+            self._read_size,
+        )
+        if read_timeout is not None:
+            stream.watch(self._get_watchdog())
+        return httpx.Response(status, headers=headers, stream=stream, extensions=extensions)
+
+    def _get_watchdog(self) -> Watchdog:
+        watchdog = self._watchdog
+        loop = _running_loop()
+        if loop is None:
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+            if watchdog is None or watchdog.owner is not token:
+                watchdog = self._watchdog = TrioWatchdog(token)
+        elif watchdog is None or watchdog.owner is not loop:
+            watchdog = self._watchdog = AsyncioWatchdog(loop)
+        return watchdog
+
+
+_PROXY_MESSAGE: Final = (
+    "AnyioTransport does not support proxies (proxy: {proxy}). Pass "
+    "http_client=httpx.AsyncClient(proxy=...) without this transport instead, or "
+    "AnyioTransport(trust_env=False) / NO_PROXY to ignore the proxy environment variables."
+)
+
+
+# -- idle connections ------------------------------------------------------------------
+
+
+def _dropped(conn: Connection) -> bool:
+    """Whether an idle connection can no longer carry a request (urllib3's check).
+
+    An idle HTTP/1.1 connection has nothing to read: a readable one was closed by the
+    server, or holds bytes no request asked for. Either way it is not reused.
+    """
+    if conn.own is not None and conn.own.dropped():
+        return True  # e.g. the asyncio loop already read the EOF or the bytes
+    sock = conn.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+    except OSError:
+        return True
+    return fd < 0 or _readable(fd)
+
+
+def _readable(fd: int) -> bool:
+    """Whether *fd* has bytes (or an EOF) to read, without waiting."""
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()  # poll, not select: no limit on the descriptor's number
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+# -- sending the request ---------------------------------------------------------------
+
+
+def _encode_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
+    """:func:`._http11.encode_head` of a whole ``httpx.Request`` (the request path calls
+    ``encode_head`` itself)."""
+    return encode_head(request.method, request.url.raw_path, request.headers.raw)
+
+
+async def _send(conn: Connection, data: bytes) -> None:
+    try:
+        await conn.stream.send(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+        raise httpx.WriteError(f"Error sending the request: {describe(exc)}") from exc
+
+
+async def _send_bytes(conn: Connection, head: bytes, body: bytes) -> None:
+    if len(body) <= _ONE_SEND:
+        await _send(conn, head + body)
+    else:
+        await _send(conn, head)
+        await _send(conn, body)
+
+
+async def _send_stream(
+    conn: Connection, head: bytes, stream: httpx.AsyncByteStream | Any, chunked: bool
+) -> None:
+    await _send(conn, head)
+    parts = stream.__aiter__()
+    try:
+        async for part in parts:
+            if part:
+                await _send(conn, b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+    finally:
+        # Close the body's async generator here, in this task: left to the garbage
+        # collector it would be finalized outside any event loop context.
+        aclose = getattr(parts, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if chunked:
+        await _send(conn, b"0\r\n\r\n")
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio (or uvloop) event loop; None under trio."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _until(timeout: float | None) -> float:
+    """The cancel-scope deadline of a phase limited by *timeout*."""
+    return _INF if timeout is None else anyio.current_time() + timeout
