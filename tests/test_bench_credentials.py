@@ -13,6 +13,7 @@ from anyio_llmreq import RequestFuncInput
 from anyio_llmreq._cli import main
 from anyio_llmreq._engine import Timeouts
 from anyio_llmreq.bench import BenchConfig, run_benchmark
+from anyio_llmreq.bench._config import UsageError
 from anyio_llmreq.bench._plan import ScheduledRequest
 from anyio_llmreq.bench._redact import (
     Scrubber,
@@ -91,7 +92,7 @@ def test_a_run_shows_and_writes_no_credentials(
     assert (ok, echoed, ready, bad_flag) == (0, 1, 1, 2)
     assert "bad *** / *** / ***" in out  # the reason stays readable
     assert "Initial test run failed" in err and "bad *** / *** / ***" in err
-    assert "Invalid --header format 'Authorization: ...'" in err
+    assert "invalid value 'Authorization: ...' (--header)" in err
     written = [p.read_text() for p in tmp_path.iterdir()]
     assert len(written) == 4 and any("bad *** / ***" in text for text in written)
     for text in [out, err, *written]:
@@ -100,7 +101,8 @@ def test_a_run_shows_and_writes_no_credentials(
 
 def test_the_result_and_its_repr_hold_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRETS[2])
-    echo = MockBehaviour(status=403, error_message=f"{SECRETS[0]} {SECRETS[2]}")
+    # 500, not 401/403: those stop the bench before the run (its endpoint probe).
+    echo = MockBehaviour(status=500, error_message=f"{SECRETS[0]} {SECRETS[2]}")
     with MockServerThread(echo, record=False) as server:
         result = run_benchmark(
             BenchConfig(
@@ -110,9 +112,9 @@ def test_the_result_and_its_repr_hold_no_credentials(monkeypatch: pytest.MonkeyP
                 headers={"Authorization": f"Bearer {SECRETS[0]}"},
             )
         )  # fmt: skip
-    body = {"error": {"message": "*** ***", "type": "PermissionDeniedError", "code": 403}}
+    body = {"error": {"message": "*** ***", "type": "InternalServerError", "code": 500}}
     assert [r.output.error for r in result.records] == [
-        f"HTTP 403 Forbidden: {json.dumps(body)}"
+        f"HTTP 500 Internal Server Error: {json.dumps(body)}"
     ] * 2
     text = repr(result) + json.dumps(result.result) + "\n".join(result.report)
     assert SECRETS[0] not in text and SECRETS[2] not in text
@@ -183,7 +185,7 @@ async def test_models_request_sends_the_api_key(
     if resolves:
         assert await _resolve_model(config, models_server.url(""), True) == ("served", "org/m")
     else:
-        with pytest.raises(RuntimeError, match=r"HTTP 401 Unauthorized\); pass --model"):
+        with pytest.raises(UsageError, match=r"HTTP 401 Unauthorized: credentials needed"):
             await _resolve_model(config, models_server.url(""), True)
 
 
@@ -193,8 +195,10 @@ def test_models_request_refused_is_one_clear_line(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key")
     status = main(["bench", "--base-url", models_server.url(""), "--num-prompts", "1"])
     err = capsys.readouterr().err
-    assert status == 1
+    assert status == 2
     assert err == (
-        f"anyio-llmreq bench: error: could not ask {models_server.url('/v1/models')} for the "
-        "model (HTTP 401 Unauthorized); pass --model\n"
+        "anyio-llmreq bench: error: could not ask the server for its model "
+        f"({models_server.url('/v1/models')}): HTTP 401 Unauthorized: credentials needed. "
+        "Set OPENAI_API_KEY, or pass --header 'Authorization=Bearer KEY' with the server's "
+        "key.\n"
     )

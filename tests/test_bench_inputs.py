@@ -172,6 +172,8 @@ def test_self_check_verdict():
         send_lags=[0.02] * 100, loop_lags=[0.03] * 100, queue_times=[],
         cpu_s=[0.9, 0.1], wall_s=1.0, includes_server=True,
     )  # fmt: skip
-    assert bad.saturated and len(bad.warnings) == 3
+    # Lag is the symptom (two warnings); the CPU names the cause in the advice.
+    assert bad.saturated and len(bad.warnings) == 2 and bad.verdict == "client_busy"
     assert bad.cpu_fraction == pytest.approx(0.9)
+    assert "--workers N" in bad.advice[0]
     assert any("WARNING" in line for line in bad.report_lines())

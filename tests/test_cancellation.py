@@ -284,6 +284,9 @@ KNOWN = {
     # The trio reactor reading pushed bodies: one per run, it ends (closing its epoll set)
     # as soon as no body is being pushed, and a trio system task ends with the run.
     ("_transport/_trio_reactor.py", "spawn_system_task("),
+    # The hub reachability check before loading a tokenizer: a daemon thread, so that a
+    # name lookup a socket timeout cannot bound is abandoned after its 3 s, not waited on.
+    ("bench/_tokens.py", "Thread("),
     # The bench's result readers: a blocked pipe read is abandoned on cancel; the worker
     # processes are then terminated, which ends the read.
     ("bench/_workers.py", "abandon_on_cancel=True"),

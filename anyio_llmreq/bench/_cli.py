@@ -8,12 +8,15 @@ The parser and ``config_from_args`` are derived from ``BenchConfig``'s field met
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
-from ._config import BenchConfig, flags
+from ._config import BenchConfig, UsageError, flags
 
 __all__ = ["add_arguments", "add_parser", "config_from_args", "run_from_args"]
+
+PROG = "anyio-llmreq bench"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,36 +50,99 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """Build a ``BenchConfig`` from parsed arguments.
 
     Raises:
-        ValueError: a malformed --extra-body, --header, --metadata or --goodput.
+        UsageError: a malformed --extra-body, --header, --metadata or --goodput, or a
+            value a field rejects.
     """
     values: dict[str, Any] = {}
+    cli = {}
     for field, spec in flags():
         value = getattr(args, field.name)
         values[field.name] = spec.parse(value) if spec.parse is not None else value
-    return BenchConfig(**values)
+        cli[field.name] = spec.cli
+    try:
+        return BenchConfig(**values)
+    except (TypeError, ValueError) as exc:
+        # A field's own validator (e.g. --workers >= 1): name the flag, not the field.
+        name = next((n for n in cli if repr(n) in str(exc)), None)
+        raise UsageError("invalid value", where=cli.get(name or "", None), why=str(exc)) from None
 
 
-def _print_error(exc: BaseException, config: BenchConfig | None) -> None:
-    text = str(exc) if config is None else config.scrubber().text(str(exc))
-    print(f"anyio-llmreq bench: error: {text}", file=sys.stderr)
+def _debug(args: argparse.Namespace) -> bool:
+    env = os.environ.get("ANYIO_LLMREQ_DEBUG", "").strip().lower()
+    return bool(getattr(args, "debug", False)) or env not in ("", "0", "false", "no", "off")
+
+
+def _error(text: str, config: BenchConfig | None) -> None:
+    if config is not None:
+        text = config.scrubber().text(text)
+    print(f"{PROG}: error: {' '.join(text.split())}", file=sys.stderr)
+
+
+def _usage_error(message: str) -> NoReturn:
+    """argparse's errors as one line, like every other bench error (the usage is
+    ``--help``'s)."""
+    _error(f"{message}. Run '{PROG} --help' for the flags.", None)
+    sys.exit(2)
+
+
+def _check_bench_extra() -> None:
+    """The bench needs the ``bench`` extra (numpy, tqdm); a base install has neither."""
+    missing = []
+    for name in ("numpy", "tqdm"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise UsageError(
+            "missing packages",
+            where=", ".join(missing),
+            why="anyio-llmreq bench needs the bench extra",
+            hint="Install it with: pip install 'anyio-llmreq[bench]'",
+        )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """The ``bench`` command: 0 when at least one request succeeded, 1 when all failed,
-    2 on a configuration error, 130 when interrupted before anything finished."""
-    from .._exceptions import ConfigError
-    from ._run import run_benchmark
+    """The ``bench`` command. Exit status: 0 when at least one request succeeded; 1 when
+    none did, or the server could not be reached; 2 for a mistake in the flags, files or
+    setup (one line on stderr, no traceback unless --debug or ANYIO_LLMREQ_DEBUG=1);
+    130 after SIGINT and 143 after SIGTERM, once the partial report and files are
+    written."""
+    from .._exceptions import LLMReqError
 
+    debug = _debug(args)
     config: BenchConfig | None = None
     try:
+        _check_bench_extra()
         config = config_from_args(args)
+        from ._run import run_benchmark
+
         result = run_benchmark(config)
-    except (ValueError, ConfigError, argparse.ArgumentTypeError) as exc:
-        _print_error(exc, config)
+    except UsageError as exc:
+        if debug:
+            raise
+        _error(str(exc), config)
+        return exc.exit_code
+    except (LLMReqError, argparse.ArgumentTypeError) as exc:
+        # A configuration the backend rejects (ConfigError): the user's to fix.
+        if debug:
+            raise
+        _error(str(exc), config)
         return 2
     except RuntimeError as exc:
-        _print_error(exc, config)
+        # The run itself failed (the ready check, a worker): nothing was measured.
+        if debug:
+            raise
+        _error(str(exc), config)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C before the requests started (during setup): nothing to report.
+        if debug:
+            raise
+        _error("interrupted before the run started", config)
+        return 130
+    if result.stop_signal is not None:
+        return 128 + result.stop_signal
     if result.metrics.completed == 0:
         return 130 if result.interrupted and not result.records else 1
     return 0
@@ -90,7 +156,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Benchmark an LLM server: TTFT, TPOT, ITL, E2EL, throughput and "
         "goodput, vLLM-compatible flags and result files. With no --base-url, runs "
         "against the embedded mock server.",
+        epilog="Exit status: 0 measured; 1 no request succeeded or the server could not "
+        "be reached; 2 a mistake in the flags, files or setup; 130/143 stopped by "
+        "SIGINT/SIGTERM (the partial report and files are written).",
     )
     add_arguments(parser)
+    setattr(parser, "error", _usage_error)  # noqa: B010 - an instance's own error()
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="Show the full traceback of an error (also: ANYIO_LLMREQ_DEBUG=1).",
+    )
     parser.set_defaults(func=run_from_args)
     return parser

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._exceptions import ConfigError
 from ._redact import Scrubber, redact_headers, redact_url
 from ._schedule import RampUpStrategy
 
@@ -21,6 +22,7 @@ __all__ = [
     "FLAG_KEY",
     "BenchConfig",
     "Flag",
+    "UsageError",
     "default_endpoint",
     "flag",
     "flags",
@@ -66,6 +68,66 @@ def default_endpoint(backend: str, model: str | None = None) -> str:
     if backend in POOLING_BACKENDS:
         return "/v1/embeddings"
     return "/v1/completions"
+
+
+class UsageError(ConfigError):
+    """A mistake in how the bench was asked to run: a flag, a file, a missing extra, the
+    server it points at. The CLI prints it as the one line ``<what> (<where>): <why>.
+    <hint>`` and exits with *exit_code*: 2 when the run can't work as given, 1 when the
+    server could not be reached (nothing could be measured).
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        why: str | None = None,
+        hint: str | None = None,
+        exit_code: int = 2,
+    ) -> None:
+        self.what = what
+        self.where = where
+        self.why = why
+        self.hint = hint
+        self.exit_code = exit_code
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        text = self.what
+        if self.where:
+            text += f" ({self.where})"
+        if self.why:
+            text += f": {self.why}"
+        if self.hint:
+            text = text.rstrip(". ") + ". " + self.hint
+        return " ".join(text.split())  # one line, whatever the parts held
+
+    def __str__(self) -> str:
+        return self.message()
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_usage_error, (self.what, self.where, self.why, self.hint, self.exit_code))
+
+    def scrubbed(self, scrub: Callable[[str], str]) -> UsageError:
+        """A copy with *scrub* applied to every part (a server may echo a secret)."""
+
+        def clean(text: str | None) -> str | None:
+            return None if text is None else scrub(text)
+
+        return UsageError(
+            scrub(self.what),
+            where=clean(self.where),
+            why=clean(self.why),
+            hint=clean(self.hint),
+            exit_code=self.exit_code,
+        )
+
+
+def _rebuild_usage_error(
+    what: str, where: str | None, why: str | None, hint: str | None, exit_code: int
+) -> UsageError:
+    return UsageError(what, where=where, why=why, hint=hint, exit_code=exit_code)
 
 
 def _opt_float(value: Any) -> float | None:
@@ -122,7 +184,12 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, str]:
         if "=" not in item:
             # A header's value may be a credential: name the header, never echo it.
             shown = repr(item) if flag != "--header" else _header_name_hint(item)
-            raise ValueError(f"Invalid {flag} format {shown}. Please use KEY=VALUE format.")
+            raise UsageError(
+                f"invalid value {shown}",
+                where=flag,
+                why="expected KEY=VALUE",
+                hint=f"Use e.g. {flag} name=value.",
+            )
         key, value = item.split("=", 1)
         result[key.strip()] = value.strip()
     return result
@@ -142,22 +209,32 @@ def _parse_headers(items: list[str] | None) -> dict[str, str]:
 
 
 def _parse_metadata(items: list[str] | None) -> dict[str, str]:
-    return _key_values(items, "metadata")
+    return _key_values(items, "--metadata")
 
 
 def _parse_extra_body(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
-    body = json.loads(text)
+    hint = """Pass a JSON object, e.g. --extra-body '{"top_k": 5}'."""
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise UsageError("invalid JSON", where="--extra-body", why=str(exc), hint=hint) from None
     if not isinstance(body, dict):
-        raise ValueError("--extra-body must be a JSON object")
+        why = f"expected a JSON object, got {type(body).__name__}"
+        raise UsageError("invalid value", where="--extra-body", why=why, hint=hint)
     return body
 
 
 def _parse_goodput(pairs: list[str] | None) -> dict[str, float] | None:
+    import argparse
+
     from ._metrics import parse_goodput
 
-    return parse_goodput(pairs) if pairs else None
+    try:
+        return parse_goodput(pairs) if pairs else None
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise UsageError("invalid value", where="--goodput", why=str(exc)) from None
 
 
 def _backend_choices() -> list[str]:
@@ -199,7 +276,8 @@ class BenchConfig:
         "openai",
         group=_SERVER,
         choices=_backend_choices,
-        help="Request format / server dialect (default: openai).",
+        metavar="NAME",
+        help="Request format / server dialect, one of: %(choices)s (default: openai).",
     )
     base_url: str | None = flag(
         None,
@@ -260,30 +338,62 @@ class BenchConfig:
         choices=("auto", "slow", "mistral", "custom", "words"),
         help="'words' counts whitespace words, like the mock server.",
     )
-    trust_remote_code: bool = flag(False, group=_TOKENIZER)
+    trust_remote_code: bool = flag(
+        False, group=_TOKENIZER, help="Let the tokenizer run code from its repository."
+    )
 
     # Dataset.
-    dataset_name: str = flag("random", group=_DATASET, choices=_dataset_choices)
-    dataset_path: str | None = flag(None, group=_DATASET)
+    dataset_name: str = flag(
+        "random", group=_DATASET, choices=_dataset_choices, help="Prompt source (default random)."
+    )
+    dataset_path: str | None = flag(
+        None,
+        group=_DATASET,
+        metavar="PATH",
+        help="Dataset file: ShareGPT JSON, sonnet text, or custom JSONL "
+        '(one {"prompt": ...} per line).',
+    )
     num_prompts: int | None = flag(
         None,
         group=_DATASET,
         help="Number of prompts (default 1000; 200 with the embedded server).",
     )
-    random_input_len: int = flag(1024, group=_DATASET, aliases=("--input-len",))
-    random_output_len: int = flag(128, group=_DATASET, aliases=("--output-len",))
-    random_range_ratio: float = flag(0.0, group=_DATASET)
-    random_prefix_len: int = flag(0, group=_DATASET)
-    sharegpt_output_len: int | None = flag(None, group=_DATASET)
-    sonnet_input_len: int = flag(550, group=_DATASET)
-    sonnet_output_len: int = flag(150, group=_DATASET)
-    sonnet_prefix_len: int = flag(200, group=_DATASET)
-    custom_output_len: int = flag(256, group=_DATASET)
-    custom_skip_chat_template: bool = flag(False, group=_DATASET)
-    prefix_repetition_prefix_len: int = flag(256, group=_DATASET)
-    prefix_repetition_suffix_len: int = flag(256, group=_DATASET)
-    prefix_repetition_num_prefixes: int = flag(10, group=_DATASET)
-    prefix_repetition_output_len: int = flag(128, group=_DATASET)
+    random_input_len: int = flag(
+        1024, group=_DATASET, aliases=("--input-len",), help="Random: prompt tokens (1024)."
+    )
+    random_output_len: int = flag(
+        128, group=_DATASET, aliases=("--output-len",), help="Random: output tokens (128)."
+    )
+    random_range_ratio: float = flag(
+        0.0, group=_DATASET, help="Random: lengths vary by +-this fraction, in [0, 1) (0)."
+    )
+    random_prefix_len: int = flag(
+        0, group=_DATASET, help="Random: tokens of a prefix shared by every prompt (0)."
+    )
+    sharegpt_output_len: int | None = flag(
+        None, group=_DATASET, help="ShareGPT: output tokens (default: each reply's length)."
+    )
+    sonnet_input_len: int = flag(550, group=_DATASET, help="Sonnet: prompt tokens (550).")
+    sonnet_output_len: int = flag(150, group=_DATASET, help="Sonnet: output tokens (150).")
+    sonnet_prefix_len: int = flag(200, group=_DATASET, help="Sonnet: shared prefix tokens (200).")
+    custom_output_len: int = flag(
+        256, group=_DATASET, help="Custom: output tokens where a line gives none (256)."
+    )
+    custom_skip_chat_template: bool = flag(
+        False, group=_DATASET, help="Custom: accepted for vLLM compatibility; no effect."
+    )
+    prefix_repetition_prefix_len: int = flag(
+        256, group=_DATASET, help="Prefix repetition: tokens per shared prefix (256)."
+    )
+    prefix_repetition_suffix_len: int = flag(
+        256, group=_DATASET, help="Prefix repetition: tokens after the prefix (256)."
+    )
+    prefix_repetition_num_prefixes: int = flag(
+        10, group=_DATASET, help="Prefix repetition: number of distinct prefixes (10)."
+    )
+    prefix_repetition_output_len: int = flag(
+        128, group=_DATASET, help="Prefix repetition: output tokens (128)."
+    )
 
     # Load.
     request_rate: float | None = flag(
@@ -295,20 +405,30 @@ class BenchConfig:
     burstiness: float = flag(
         1.0, group=_LOAD, help="Gamma shape of the arrival gaps; 1 is a Poisson process."
     )
-    max_concurrency: int | None = flag(None, group=_LOAD)
-    ramp_up_strategy: RampUpStrategy | None = flag(None, group=_LOAD)
-    ramp_up_start_rps: int | None = flag(None, group=_LOAD)
-    ramp_up_end_rps: int | None = flag(None, group=_LOAD)
-    seed: int = flag(0, group=_LOAD)
-    num_warmups: int = flag(0, group=_LOAD)
+    max_concurrency: int | None = flag(
+        None, group=_LOAD, help="At most this many requests in flight (default: no limit)."
+    )
+    ramp_up_strategy: RampUpStrategy | None = flag(
+        None, group=_LOAD, help="Raise the rate from --ramp-up-start-rps to --ramp-up-end-rps."
+    )
+    ramp_up_start_rps: int | None = flag(None, group=_LOAD, help="Ramp-up: first rate (req/s).")
+    ramp_up_end_rps: int | None = flag(None, group=_LOAD, help="Ramp-up: last rate (req/s).")
+    seed: int = flag(0, group=_LOAD, help="Seed for the dataset sample and the schedule (0).")
+    num_warmups: int = flag(
+        0, group=_LOAD, help="Unmeasured requests before the run, to open connections (0)."
+    )
 
     # Request content.
-    ignore_eos: bool = flag(False, group=_CONTENT)
-    logprobs: int | None = flag(None, group=_CONTENT)
-    temperature: float | None = flag(None, group=_CONTENT)
-    top_p: float | None = flag(None, group=_CONTENT)
-    top_k: int | None = flag(None, group=_CONTENT)
-    min_p: float | None = flag(None, group=_CONTENT)
+    ignore_eos: bool = flag(
+        False, group=_CONTENT, help="Ask the server to generate every output token."
+    )
+    logprobs: int | None = flag(None, group=_CONTENT, help="Log probabilities per token.")
+    temperature: float | None = flag(
+        None, group=_CONTENT, help="Sampling temperature (openai-compatible backends)."
+    )
+    top_p: float | None = flag(None, group=_CONTENT, help="Sampling top-p.")
+    top_k: int | None = flag(None, group=_CONTENT, help="Sampling top-k.")
+    min_p: float | None = flag(None, group=_CONTENT, help="Sampling min-p.")
     extra_body: dict[str, Any] | None = flag(
         None,
         group=_CONTENT,
@@ -334,20 +454,31 @@ class BenchConfig:
         parse=_parse_goodput,
         help="SLOs in ms for goodput, e.g. ttft:500 tpot:50.",
     )
-    disable_tqdm: bool = flag(False, group=_OUTPUT)
-    save_result: bool = flag(False, group=_OUTPUT)
-    save_detailed: bool = flag(False, group=_OUTPUT)
-    append_result: bool = flag(False, group=_OUTPUT)
-    result_dir: str | None = flag(None, group=_OUTPUT)
-    result_filename: str | None = flag(None, group=_OUTPUT)
+    disable_tqdm: bool = flag(False, group=_OUTPUT, help="No progress bar.")
+    save_result: bool = flag(False, group=_OUTPUT, help="Write the result JSON file.")
+    save_detailed: bool = flag(
+        False, group=_OUTPUT, help="Add the per-request lists to the result JSON."
+    )
+    append_result: bool = flag(
+        False, group=_OUTPUT, help="Append to the result file instead of replacing it."
+    )
+    result_dir: str | None = flag(
+        None, group=_OUTPUT, metavar="DIR", help="Where to save the result (default: here)."
+    )
+    result_filename: str | None = flag(
+        None, group=_OUTPUT, metavar="NAME", help="Result file name (default: vLLM's)."
+    )
     metadata: dict[str, str] = flag(
         group=_OUTPUT,
         factory=dict,
         nargs="*",
         metavar="KEY=VALUE",
         parse=_parse_metadata,
+        help="Extra keys for the result JSON.",
     )
-    label: str | None = flag(None, group=_OUTPUT)
+    label: str | None = flag(
+        None, group=_OUTPUT, help="Label for the result and its file name (default: the backend)."
+    )
     output_jsonl: str | None = flag(
         None,
         group=_OUTPUT,
@@ -358,7 +489,11 @@ class BenchConfig:
     quiet: bool = False
 
     # Client.
-    loop: LoopName = flag("asyncio", group=_CLIENT)
+    loop: LoopName = flag(
+        "asyncio",
+        group=_CLIENT,
+        help="Client event loop (default asyncio); trio and uvloop come with the bench extra.",
+    )
     workers: int = flag(
         1,
         group=_CLIENT,
@@ -414,7 +549,28 @@ class BenchConfig:
         return [m.strip() for m in text.split(",") if m.strip()]
 
     def percentiles(self) -> list[float]:
-        return [float(p) for p in self.metric_percentiles.split(",") if p.strip()]
+        """``--metric-percentiles`` as numbers.
+
+        Raises:
+            UsageError: an entry that is not a number in [0, 100].
+        """
+        values = []
+        for part in self.metric_percentiles.split(","):
+            if not part.strip():
+                continue
+            try:
+                value = float(part)
+            except ValueError:
+                value = math.nan
+            if not 0.0 <= value <= 100.0:
+                raise UsageError(
+                    f"invalid percentile {part.strip()!r}",
+                    where="--metric-percentiles",
+                    why="each entry must be a number from 0 to 100",
+                    hint="Use e.g. --metric-percentiles 50,90,99.",
+                )
+            values.append(value)
+        return values
 
     def sampling_params(self) -> dict[str, Any]:
         """The non-None sampling flags (sent in every request's body)."""
@@ -427,37 +583,140 @@ class BenchConfig:
         return {k: v for k, v in params.items() if v is not None}
 
     def validate(self, openai_compatible: frozenset[str] | set[str]) -> None:
-        """Check the combinations argparse can't; raise ``ValueError`` with the reason."""
+        """Check what argparse can't: values and combinations of flags, before anything
+        runs (files, extras and the server are ``_setup.check_environment``'s).
+
+        Raises:
+            UsageError: the first mistake, naming its flag.
+        """
+        self._check_numbers()
         if self.ramp_up_strategy is not None:
-            if self.request_rate is not None and self.request_rate != math.inf:
-                raise ValueError(
-                    "When using ramp-up, do not specify --request-rate. "
-                    "The request rate will be controlled by ramp-up parameters."
-                )
-            if self.ramp_up_start_rps is None or self.ramp_up_end_rps is None:
-                raise ValueError(
-                    "When using --ramp-up-strategy, both --ramp-up-start-rps and "
-                    "--ramp-up-end-rps must be specified"
-                )
-            if self.ramp_up_start_rps < 0 or self.ramp_up_end_rps < 0:
-                raise ValueError("Ramp-up start and end RPS must be non-negative")
-            if self.ramp_up_start_rps > self.ramp_up_end_rps:
-                raise ValueError("Ramp-up start RPS must be less than end RPS")
-            if self.ramp_up_strategy == "exponential" and self.ramp_up_start_rps == 0:
-                raise ValueError("For exponential ramp-up, the start RPS cannot be 0.")
-        if self.burstiness <= 0:
-            raise ValueError("--burstiness must be positive")
-        if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise ValueError("--max-concurrency must be at least 1")
-        if self.resolved_num_prompts() < 1:
-            raise ValueError("--num-prompts must be at least 1")
+            self._check_ramp_up()
         if self.sampling_params() and self.backend not in openai_compatible:
-            raise ValueError(
-                "Sampling parameters are only supported by openai-compatible backends."
+            raise UsageError(
+                "sampling flags not supported",
+                where=f"--backend {self.backend}",
+                why="Sampling parameters are only supported by openai-compatible backends",
+                hint="Drop --temperature/--top-p/--top-k/--min-p, or use --extra-body.",
             )
         for metric in self.percentile_metric_names():
             if metric not in ("ttft", "tpot", "itl", "e2el"):
-                raise ValueError(f"unknown percentile metric {metric!r}")
+                raise UsageError(
+                    f"unknown percentile metric {metric!r}",
+                    where="--percentile-metrics",
+                    why="choose from ttft, tpot, itl, e2el",
+                )
+        self.percentiles()
+        if self.base_url is not None:
+            _check_url(self.base_url)
+
+    def _check_numbers(self) -> None:
+        rate = self.request_rate
+        if rate is not None and not rate > 0:
+            raise UsageError(
+                "invalid request rate",
+                where="--request-rate",
+                why=f"must be a positive number of requests per second, got {rate:g}",
+                hint="Use e.g. --request-rate 10, or inf to send every request at once.",
+            )
+        if not self.burstiness > 0:
+            raise UsageError(
+                "invalid burstiness",
+                where="--burstiness",
+                why=f"--burstiness must be positive, got {self.burstiness:g}",
+                hint="1 is a Poisson process; lower is burstier.",
+            )
+        minimums: list[tuple[str, float | None, float]] = [
+            ("--num-prompts", self.resolved_num_prompts(), 1),
+            ("--max-concurrency", self.max_concurrency, 1),
+            ("--port", self.port, 1),
+            ("--timeout", self.timeout, 1e-9),
+            ("--ready-check-timeout-sec", self.ready_check_timeout_sec, 0),
+            ("--num-warmups", self.num_warmups, 0),
+            ("--random-input-len", self.random_input_len, 0),
+            ("--random-output-len", self.random_output_len, 1),
+            ("--random-prefix-len", self.random_prefix_len, 0),
+            ("--sharegpt-output-len", self.sharegpt_output_len, 1),
+            ("--sonnet-output-len", self.sonnet_output_len, 1),
+            ("--custom-output-len", self.custom_output_len, -1),
+            ("--prefix-repetition-output-len", self.prefix_repetition_output_len, 1),
+            ("--logprobs", self.logprobs, 0),
+            ("--mock-ttft", self.mock_ttft, 0),
+            ("--mock-itl", self.mock_itl, 0),
+        ]
+        for name, value, low in minimums:
+            if value is not None and not value >= low:
+                least = "positive" if low == 1e-9 else f"at least {low:g}"
+                raise UsageError(
+                    "invalid value",
+                    where=name,
+                    why=f"{name} must be {least}, got {value:g}",
+                )
+        if self.port is not None and self.port > 65535:
+            raise UsageError("invalid value", where="--port", why=f"no port {self.port}")
+        if not 0.0 <= self.random_range_ratio < 1.0:
+            raise UsageError(
+                "invalid value",
+                where="--random-range-ratio",
+                why=f"must be in [0, 1), got {self.random_range_ratio:g}",
+            )
+
+    def _check_ramp_up(self) -> None:
+        where = "--ramp-up-strategy"
+        if self.request_rate is not None and self.request_rate != math.inf:
+            raise UsageError(
+                "conflicting flags",
+                where="--request-rate",
+                why="When using ramp-up, do not specify --request-rate. "
+                "The request rate will be controlled by ramp-up parameters",
+            )
+        if self.ramp_up_start_rps is None or self.ramp_up_end_rps is None:
+            raise UsageError(
+                "missing flags",
+                where=where,
+                why="When using --ramp-up-strategy, both --ramp-up-start-rps and "
+                "--ramp-up-end-rps must be specified",
+            )
+        if self.ramp_up_start_rps < 0 or self.ramp_up_end_rps < 0:
+            why = "Ramp-up start and end RPS must be non-negative"
+            raise UsageError("invalid value", where="--ramp-up-start-rps", why=why)
+        if self.ramp_up_start_rps > self.ramp_up_end_rps:
+            why = "Ramp-up start RPS must be less than end RPS"
+            raise UsageError("invalid value", where="--ramp-up-start-rps", why=why)
+        if self.ramp_up_strategy == "exponential" and self.ramp_up_start_rps == 0:
+            why = "For exponential ramp-up, the start RPS cannot be 0"
+            raise UsageError("invalid value", where="--ramp-up-start-rps", why=why)
+
+
+def _check_url(url: str) -> None:
+    """An http(s) URL with a host, or a ``UsageError`` that shows the likely fix."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise UsageError(
+            f"invalid URL {redact_url(url)!r}", where="--base-url", why=str(exc)
+        ) from None
+    if parts.scheme not in ("http", "https"):
+        guess = "http://" + url.split("://", 1)[-1]
+        raise UsageError(
+            f"invalid URL {redact_url(url)!r}",
+            where="--base-url",
+            why="it needs a scheme, http:// or https://"
+            if "://" not in url
+            else f"unsupported scheme {parts.scheme!r}",
+            hint=f"Try --base-url {redact_url(guess)}.",
+        )
+    if not host:
+        raise UsageError(
+            f"invalid URL {redact_url(url)!r}",
+            where="--base-url",
+            why="it has no host",
+            hint="Use e.g. --base-url http://127.0.0.1:8000.",
+        )
 
 
 def flags() -> list[tuple[attrs.Attribute[Any], Flag]]:

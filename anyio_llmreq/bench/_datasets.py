@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from ._config import UsageError
 from ._tokens import TokenCounter
 
 __all__ = [
@@ -69,7 +70,8 @@ def sample_random(
     import numpy as np
 
     if not 0.0 <= range_ratio < 1.0:
-        raise ValueError("random_range_ratio must be in [0, 1)")
+        why = f"must be in [0, 1), got {range_ratio:g}"
+        raise UsageError("invalid value", where="--random-range-ratio", why=why)
     rng = np.random.default_rng(seed)
     vocab = counter.vocab_size
     in_low, in_high = int(input_len * (1 - range_ratio)), int(input_len * (1 + range_ratio))
@@ -130,9 +132,8 @@ def sample_sharegpt(
 ) -> list[SampleRequest]:
     """The first two turns of ShareGPT conversations (vLLM's filter: prompt and output
     of at least 4 tokens, prompt at most 1024, both together at most 2048)."""
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    convs = [d["conversations"] for d in data if len(d.get("conversations", ())) >= 2]
+    data = _read_json(path)
+    convs = _sharegpt_conversations(data, path)
     random.Random(seed).shuffle(convs)
     requests: list[SampleRequest] = []
     for conv in convs:
@@ -147,8 +148,70 @@ def sample_sharegpt(
             continue
         requests.append(SampleRequest(prompt, prompt_len, out_len))
     if not requests:
-        raise ValueError(f"no usable ShareGPT conversation in {path}")
+        raise _bad_file(
+            path,
+            "no usable conversation (a prompt and a reply of 4 to 1024 tokens each)",
+            hint="Check the file, or pass --sharegpt-output-len.",
+        )
     return _with_ids(_oversample(requests, num_requests, seed), request_id_prefix)
+
+
+def _bad_file(path: str, why: str, hint: str | None = None) -> UsageError:
+    return UsageError(
+        "invalid dataset", where=f"--dataset-path {path}", why=why, hint=hint or "Check the file."
+    )
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise _bad_file(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(
+            "cannot read the dataset",
+            where=f"--dataset-path {path}",
+            why=exc.strerror or str(exc),
+            hint="Check the path.",
+        ) from None
+
+
+def _read_json(path: str) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        why = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise _bad_file(path, why) from None
+
+
+def _sharegpt_conversations(data: Any, path: str) -> list[list[dict[str, Any]]]:
+    """The conversations of at least two turns; a ``UsageError`` naming the first record
+    and field that isn't ShareGPT's shape (``[{"conversations": [{"value": ...}, ...]}]``)."""
+    shape = 'ShareGPT is a JSON list of {"conversations": [{"from": ..., "value": ...}, ...]}'
+    if not isinstance(data, list):
+        raise _bad_file(path, f"expected a JSON list of records, got {_kind(data)}", shape)
+    convs = []
+    for i, record in enumerate(data):
+        if not isinstance(record, dict):
+            raise _bad_file(path, f"record {i} is {_kind(record)}, expected an object", shape)
+        conv = record.get("conversations", [])
+        if not isinstance(conv, list):
+            why = f"record {i}: field 'conversations' is {_kind(conv)}, expected a list"
+            raise _bad_file(path, why, shape)
+        if len(conv) < 2:
+            continue
+        for turn, message in enumerate(conv[:2]):
+            if not isinstance(message, dict) or not isinstance(message.get("value"), str):
+                why = f"record {i}: conversations[{turn}] has no string field 'value'"
+                raise _bad_file(path, why, shape)
+        convs.append(conv)
+    return convs
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def _oversample(requests: list[SampleRequest], n: int, seed: int) -> list[SampleRequest]:
@@ -173,15 +236,18 @@ def sample_sonnet(
     """Poem lines (vLLM's ``SonnetDataset``): a fixed prefix of lines plus random lines up
     to *input_len* tokens, behind "Pick as many lines as you can...". With a tokenizer
     that has a chat template and *chat_template*, the prompt is put in chat format."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
+    lines = _read_text(path).splitlines(keepends=True)
     if not lines:
-        raise ValueError(f"{path} has no lines")
+        raise _bad_file(path, "the file is empty", "A sonnet dataset has one poem line a line.")
     base = "Pick as many lines as you can from these poem lines:\n"
     base_len = counter.count(base)
     avg = sum(counter.count(line) for line in lines) / len(lines)
     if input_len <= base_len:
-        raise ValueError(f"sonnet input_len must be over {base_len}")
+        raise UsageError(
+            "invalid value",
+            where="--sonnet-input-len",
+            why=f"must be over {base_len} (the instruction's length), got {input_len}",
+        )
     n_prefix = max(round((prefix_len - base_len) / avg), 0)
     n_input = max(round((input_len - base_len) / avg), n_prefix)
     prefix_lines = lines[:n_prefix]
@@ -212,21 +278,32 @@ def sample_custom(
     """A JSONL file with one ``{"prompt": ...}`` object per line. A line's own
     ``output_tokens`` or ``max_tokens`` wins over *output_len* (``-1`` requires it)."""
     requests: list[SampleRequest] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    shape = 'Custom datasets are JSONL: one {"prompt": ...} object per line'
+    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             obj = json.loads(line)
-            if not isinstance(obj, dict) or "prompt" not in obj:
-                raise ValueError(f"{path}:{lineno}: each line needs a 'prompt' field")
-            prompt = obj["prompt"]
-            out = obj.get("output_tokens", obj.get("max_tokens", output_len))
-            if out is None or int(out) < 0:
-                raise ValueError(f"{path}:{lineno}: no output length (use --custom-output-len)")
-            text = prompt if isinstance(prompt, str) else json.dumps(prompt)
-            requests.append(SampleRequest(prompt, counter.count(text), int(out)))
+        except json.JSONDecodeError as exc:
+            raise _bad_file(
+                path, f"line {lineno}: not valid JSON: {exc.msg} at column {exc.colno}", shape
+            ) from None
+        if not isinstance(obj, dict) or "prompt" not in obj:
+            raise _bad_file(path, f"line {lineno}: each line needs a 'prompt' field", shape)
+        prompt = obj["prompt"]
+        out = obj.get("output_tokens", obj.get("max_tokens", output_len))
+        try:
+            out = None if out is None else int(out)
+        except (TypeError, ValueError):
+            why = f"line {lineno}: output_tokens/max_tokens {out!r} is not a number"
+            raise _bad_file(path, why) from None
+        if out is None or out < 0:
+            why = f"line {lineno}: no output length"
+            raise _bad_file(path, why, "Give each line output_tokens, or pass --custom-output-len.")
+        text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        requests.append(SampleRequest(prompt, counter.count(text), out))
     if not requests:
-        raise ValueError(f"{path} has no prompts")
+        raise _bad_file(path, "no prompts", shape)
     if shuffle:
         random.Random(seed).shuffle(requests)
     return _with_ids(_oversample(requests, num_requests, seed), request_id_prefix)
@@ -249,7 +326,12 @@ def sample_requests(
     if name == "prefix-repetition":
         return sample_prefix_repetition(counter, num_requests, **common, **options)
     if path is None:
-        raise ValueError(f"--dataset-name {name} needs --dataset-path")
+        raise UsageError(
+            "missing dataset file",
+            where="--dataset-path",
+            why=f"--dataset-name {name} needs --dataset-path",
+            hint="Pass --dataset-path PATH, or use --dataset-name random.",
+        )
     if name == "sharegpt":
         return sample_sharegpt(counter, num_requests, path, **common, **options)
     if name == "sonnet":

@@ -66,6 +66,7 @@ class LocalExecutor:
             duration=stats.end - start,
             wall_start=phase.wall_start,
             cpu_s=[cpu],
+            stop_signal=stats.stop_signal,
         )
 
 
@@ -76,14 +77,18 @@ def _signals() -> tuple[signal.Signals, ...]:
 
 
 async def _watch_signals(
-    scope: anyio.CancelScope, sigs: tuple[signal.Signals, ...], flag: list[bool]
+    scope: anyio.CancelScope,
+    sigs: tuple[signal.Signals, ...],
+    flag: list[bool],
+    caught: list[int],
 ) -> None:
     if not sigs:
         return
     try:
         with anyio.open_signal_receiver(*sigs) as received:
-            async for _ in received:
+            async for signum in received:
                 flag[0] = True
+                caught.append(int(signum))
                 scope.cancel()
                 return
     except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
@@ -133,6 +138,7 @@ async def drive(
     limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
     monitor = LoopLagMonitor()
     interrupted = [False]
+    caught: list[int] = []
     sent = 0
     cpu0 = time.process_time()
     clock = time.perf_counter
@@ -171,6 +177,7 @@ async def drive(
             outer.cancel_scope,
             _signals() if signals is None else signals,
             interrupted,
+            caught,
         )
         outer.start_soon(monitor.run)
         async with anyio.create_task_group() as tg:
@@ -194,5 +201,6 @@ async def drive(
         sent=sent,
         finished=len(records),
         interrupted=interrupted[0],
+        stop_signal=caught[0] if caught else None,
     )
     return records, stats

@@ -81,6 +81,8 @@ class PhaseStats:
     sent: int
     finished: int
     interrupted: bool
+    #: The signal that stopped this process's run, if one did.
+    stop_signal: int | None = None
 
 
 RecordCallback = Callable[[RequestRecord], None]
@@ -105,6 +107,8 @@ class Execution:
     duration: float
     wall_start: datetime
     cpu_s: list[float]
+    #: The signal (SIGINT, SIGTERM) that stopped the run; the CLI exits 128 + it.
+    stop_signal: int | None = None
 
     @property
     def date(self) -> str:

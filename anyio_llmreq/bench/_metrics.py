@@ -8,6 +8,7 @@ fields are milliseconds.
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -303,7 +304,7 @@ class Measured:
 def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Measured:
     """The metrics of *execution* (finished requests only) as *config* selects them."""
     from ._schedule import rps_change_events
-    from ._selfcheck import evaluate_self_check
+    from ._selfcheck import after_burst, evaluate_self_check
 
     records = execution.records
     goodput = dict(config.goodput) if config.goodput else None
@@ -327,13 +328,21 @@ def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Me
             for i, s in enumerate(plan.requests)
         ]
         events = rps_change_events(plan.schedule.rates, plan.ramp_up[1], times)
+    send_lags = [r.send_lag for r in records]
+    # --request-rate inf: every request is due at t=0, so the send lag is the time the
+    # client takes to issue them, and the loop is busy issuing meanwhile, by design.
+    burst = math.isinf(plan.request_rate) and plan.ramp_up is None
+    issue_s = max(send_lags, default=0.0) if burst else 0.0
     check = evaluate_self_check(
-        send_lags=[r.send_lag for r in records],
-        loop_lags=[x for s in execution.stats for x in s.loop_lags],
+        send_lags=send_lags,
+        loop_lags=[x for s in execution.stats for x in after_burst(s.loop_lags, issue_s)],
         queue_times=[r.output.client_queue_time for r in records],
         cpu_s=execution.cpu_s,
         wall_s=execution.duration,
         includes_server=config.embedded,
+        burst=burst,
+        completed=metrics.completed,
+        workers=plan.workers,
     )
     return Measured(
         metrics=metrics,

@@ -15,7 +15,7 @@ import attrs
 from .._engine import Timeouts
 from .._media import needs_media, prepare_media
 from .._models import RequestFuncInput
-from ._config import BenchConfig, default_endpoint
+from ._config import BenchConfig, UsageError, default_endpoint
 from ._datasets import SampleRequest, sample_requests
 from ._redact import redact_request, redact_url
 from ._schedule import RequestSchedule, get_request_schedule
@@ -267,8 +267,23 @@ def _preflight(backend: str, first: RequestFuncInput) -> None:
     """Build the first request before anything runs, so a configuration that can't work
     stops the bench with its reason (``ConfigError``) instead of failing every request.
     Raw audio is read and encoded first, as ``Client.send`` does (backends do no I/O)."""
+    from .._exceptions import ConfigError
     from ..backends._registry import get_backend
 
     if needs_media(first):
         first = prepare_media(first)
-    get_backend(backend).build_payload(first)
+    try:
+        get_backend(backend).build_payload(first)
+    except ConfigError as exc:
+        if isinstance(exc, UsageError):
+            raise
+        url_problem = "URL" in str(exc)
+        raise UsageError(
+            f"--backend {backend} can't send these requests",
+            where=f"--endpoint {redact_url(first.api_url)}" if url_problem else "--backend",
+            why=str(exc),
+            hint="Drop --endpoint to use the backend's default, or pick the --backend "
+            "that matches the server's API."
+            if url_problem
+            else None,
+        ) from None

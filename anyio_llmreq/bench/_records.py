@@ -3,14 +3,15 @@
 ``RecordSink`` takes each request as it finishes (scrubs a server-echoed secret from
 its error, writes its ``--output-jsonl`` line, advances the progress bar); it is closed
 however the run ends, so an interrupted run keeps every line it wrote.
-``write_result`` writes the result JSON atomically (temp file + ``os.replace``).
+``write_result`` writes the result JSON atomically (temp file + ``os.replace``), with
+the mode the umask gives, as the JSONL file has.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -191,8 +192,11 @@ def save_result(path: str, result: Mapping[str, Any], *, append: bool = False) -
     if append and os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             previous = f.read()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    fd, tmp = _create_temp(directory)
     try:
+        if os.path.exists(path):
+            # Replacing keeps the mode the file had, as writing it in place would.
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             if previous:
                 f.write(previous)
@@ -205,6 +209,30 @@ def save_result(path: str, result: Mapping[str, Any], *, append: bool = False) -
         except OSError:
             pass
         raise
+
+
+_TEMP_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _create_temp(directory: str) -> tuple[int, str]:
+    """A new temp file in *directory*, created with mode 0o666 for the kernel to apply
+    the umask to, as for any file the user creates (``mkstemp`` makes it 0o600). No
+    umask is read: ``os.umask`` can only read it by setting it, which races with other
+    threads creating files. ``O_EXCL`` with a random name: never someone else's file."""
+    for _ in range(100):
+        tmp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}.json")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {directory}")
 
 
 def _json_default(value: Any) -> Any:

@@ -227,12 +227,14 @@ def run_header(
 def intro_lines(config: BenchConfig, plan: WorkloadPlan) -> list[str]:
     """What is about to run: target, model, load and client."""
     target = plan.target
-    where = "embedded mock server" if config.embedded else redact_url(target.base_url)
+    where = redact_url(target.base_url) + plan.endpoint
+    if config.embedded:
+        where += " (embedded mock server)"
     rate_text = "inf" if plan.request_rate == math.inf else f"{plan.request_rate:g}"
     if plan.ramp_up is not None:
         rate_text = f"{plan.ramp_up[0]} ramp-up {plan.ramp_up[1]}->{plan.ramp_up[2]}"
     lines = [
-        f"Benchmarking {plan.backend} at {where}{plan.endpoint}, model {target.model_name}",
+        f"Benchmarking {plan.backend} at {where}, model {target.model_name}",
         f"{len(plan.requests)} prompts ({config.dataset_name}), request rate "
         f"{rate_text} req/s, burstiness "
         f"{config.burstiness:g}, max concurrency {config.max_concurrency}, loop {config.loop}, "
@@ -349,11 +351,13 @@ def result_json(
 def _input_source_text(config: BenchConfig, plan: WorkloadPlan, metrics: BenchmarkMetrics) -> str:
     """Where "Total input tokens" came from: the client's counter (vLLM's rule), or for
     pooling backends the server's usage, which vLLM puts in ``prompt_len``."""
-    counted = (
-        "whitespace words (the mock server's rule)"
-        if plan.target.counter.kind == "words"
-        else f"tokenizer {plan.target.tokenizer_id}"
-    )
+    if plan.target.counter.kind != "words":
+        counted = f"tokenizer {plan.target.tokenizer_id}"
+    elif plan.target.embedded:
+        counted = "whitespace words (the mock server's rule)"
+    else:
+        # Against a real server words are the user's choice, not the server's rule.
+        counted = "whitespace words (--tokenizer-mode words)"
     if config.is_pooling and metrics.input_server_reported:
         reported = metrics.input_server_reported
         if reported >= metrics.completed:

@@ -16,7 +16,7 @@ import attrs
 
 from .._client import Client
 from .._models import RequestFuncOutput
-from ._config import BenchConfig
+from ._config import BenchConfig, UsageError
 from ._execute import Executor, RequestRecord
 from ._metrics import BenchmarkMetrics, measure
 from ._plan import WorkloadPlan, attach_media, plan_workload
@@ -24,7 +24,15 @@ from ._records import RecordSink, write_result
 from ._redact import Console, redact_url
 from ._report import intro_lines, outcome_lines, result_json, run_report
 from ._selfcheck import SelfCheck
-from ._setup import get_ready, open_server, resolve_target
+from ._setup import (
+    check_environment,
+    check_loop,
+    get_ready,
+    open_server,
+    preload_counter,
+    resolve_target,
+)
+from ._tokens import TokenCounter
 
 __all__ = ["BenchmarkResult", "RunControls", "arun_benchmark", "run_benchmark"]
 
@@ -51,6 +59,8 @@ class BenchmarkResult:
     base_url: str = attrs.field(repr=redact_url)
     model_id: str
     input_tokens_source: str
+    #: The signal (SIGINT, SIGTERM) that stopped the run, if one did.
+    stop_signal: int | None = None
 
     @property
     def outputs(self) -> list[RequestFuncOutput]:
@@ -83,7 +93,8 @@ async def arun_benchmark(
     runs the plan instead of the local or multi-process one ``config.workers`` selects.
 
     Raises:
-        ValueError: an invalid combination of options.
+        UsageError: a mistake in the flags, a file, the tokenizer, or the server they
+            point at (the flag, file or URL, and what to try), found before the run.
         ConfigError: an unknown backend, or requests the backend can't build.
         RuntimeError: the ready check failed.
     """
@@ -92,17 +103,22 @@ async def arun_benchmark(
 
     config.validate(set(OPENAI_COMPATIBLE_BACKENDS))
     get_backend(config.backend)  # ConfigError early for an unknown name
+    check_environment(config)
     console = Console(config.scrubber(), stdout, config.quiet)
+    # Before any server starts: a tokenizer that can't load stops the bench at once.
+    counter = preload_counter(config, console)
     controls = RunControls(stop_after=stop_after, handle_signals=handle_signals, executor=executor)
     failure: Exception | None = None
     async with open_server(config) as base_url:
         try:
-            return await _run(config, base_url, console, controls)
+            return await _run(config, base_url, console, controls, counter)
         except (ValueError, RuntimeError) as exc:
             # Re-raised below, outside the embedded server's task group, which would
             # wrap it in an exception group: the caller sees the error itself.
             failure = exc
     assert failure is not None
+    if isinstance(failure, UsageError):
+        raise failure.scrubbed(console.scrub.text) from None
     clean = console.scrub.exception(failure)
     if clean is failure:
         raise failure
@@ -110,9 +126,13 @@ async def arun_benchmark(
 
 
 async def _run(
-    config: BenchConfig, base_url: str, console: Console, controls: RunControls
+    config: BenchConfig,
+    base_url: str,
+    console: Console,
+    controls: RunControls,
+    counter: tuple[TokenCounter, str] | None,
 ) -> BenchmarkResult:
-    target = await resolve_target(config, base_url, console)
+    target = await resolve_target(config, base_url, console, counter)
     plan = plan_workload(config, target)
     plan = await anyio.to_thread.run_sync(attach_media, plan)
     console.say_lines(intro_lines(config, plan))
@@ -144,6 +164,7 @@ async def _run(
         base_url=base_url,
         model_id=target.model_id,
         input_tokens_source=target.counter.kind,
+        stop_signal=execution.stop_signal,
     )
 
 
@@ -167,6 +188,7 @@ def run_benchmark(
 
     See ``arun_benchmark`` for the arguments and errors.
     """
+    check_loop(config.loop)  # before anyio.run would fail to import it
     backend = "asyncio" if config.loop == "uvloop" else config.loop
     options: dict[str, Any] = {"use_uvloop": True} if config.loop == "uvloop" else {}
 

@@ -1,26 +1,135 @@
 """Setup: what a run does with the server before it measures anything.
 
-Start the embedded mock server when no server is named (``open_server``), ask the
-server for its model (``resolve_model``) and load the tokenizer (``resolve_target``),
-then, with the run's client, wait for the endpoint and warm up (``get_ready``).
+Check what can be checked without the server (``check_environment``: the event loop's
+package, the dataset file, output paths; ``preload_counter``: the tokenizer), start the
+embedded mock server when no server is named (``open_server``), ask the server for its
+model (``resolve_model``) and load the tokenizer (``resolve_target``), then, with the
+run's client, probe the endpoint once, wait for it and warm up (``get_ready``). Every
+mistake found on the way is a ``UsageError`` naming its flag, file or URL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import importlib
+import os
+import sys
 from collections.abc import AsyncIterator
 
 import anyio
 
 from .._client import Client
 from .._models import RequestFuncInput, RequestFuncOutput
-from ._config import BenchConfig
+from ._config import BenchConfig, UsageError
 from ._drive import one_line_error, send_counted
 from ._plan import Target, WorkloadPlan
 from ._redact import Console, redact_url
 from ._tokens import TokenCounter, WordCounter, load_token_counter
 
-__all__ = ["get_ready", "open_server", "resolve_model", "resolve_target"]
+__all__ = [
+    "check_environment",
+    "get_ready",
+    "open_server",
+    "preload_counter",
+    "resolve_model",
+    "resolve_target",
+]
+
+#: Datasets read from ``--dataset-path``.
+FILE_DATASETS = frozenset({"sharegpt", "sonnet", "custom"})
+_CONNECT_HINT = "Start the server, or fix --base-url (or --host/--port)."
+_AUTH_HINT = (
+    "Set OPENAI_API_KEY, or pass --header 'Authorization=Bearer KEY' with the server's key."
+)
+
+
+def check_environment(config: BenchConfig) -> None:
+    """What can be checked before any server is contacted: the ``--loop`` package, the
+    dataset file, the ``--output-jsonl`` directory.
+
+    Raises:
+        UsageError: the first problem, naming its flag or file.
+    """
+    check_loop(config.loop)
+    _check_dataset_path(config)
+    if config.output_jsonl is not None:
+        parent = os.path.dirname(os.path.abspath(config.output_jsonl))
+        if not os.path.isdir(parent):
+            raise UsageError(
+                "cannot write the request log",
+                where=f"--output-jsonl {config.output_jsonl}",
+                why=f"no directory {parent}",
+                hint="Create it, or pick another path.",
+            )
+
+
+def check_loop(loop: str) -> None:
+    """``--loop trio``/``uvloop`` need their package (the ``bench`` extra has both).
+
+    Raises:
+        UsageError: it is not installed.
+    """
+    if loop == "asyncio":
+        return
+    if loop == "uvloop" and sys.platform == "win32":  # pragma: no cover
+        raise UsageError(
+            "uvloop is not available on Windows", where="--loop uvloop", hint="Use --loop asyncio."
+        )
+    try:
+        importlib.import_module(loop)
+    except ImportError as exc:
+        raise UsageError(
+            f"the {loop} event loop is not installed",
+            where=f"--loop {loop}",
+            why=str(exc),
+            hint=f"Install it with: pip install 'anyio-llmreq[bench]' "
+            f"(or 'anyio-llmreq[{loop}]'), or use --loop asyncio.",
+        ) from None
+
+
+def _check_dataset_path(config: BenchConfig) -> None:
+    name = config.dataset_name
+    if name not in FILE_DATASETS:
+        return
+    path = config.dataset_path
+    if path is None:
+        raise UsageError(
+            "missing dataset file",
+            where="--dataset-path",
+            why=f"--dataset-name {name} needs --dataset-path",
+            hint="Pass --dataset-path PATH, or use --dataset-name random.",
+        )
+    why = None
+    if not os.path.exists(path):
+        why = "no such file"
+    elif os.path.isdir(path):
+        why = "it is a directory"
+    elif not os.access(path, os.R_OK):
+        why = "permission denied"
+    if why is not None:
+        raise UsageError(
+            "cannot read the dataset",
+            where=f"--dataset-path {path}",
+            why=why,
+            hint="Check the path.",
+        )
+
+
+def preload_counter(config: BenchConfig, console: Console) -> tuple[TokenCounter, str] | None:
+    """The token counter when the flags alone say which (``--tokenizer``,
+    ``--tokenizer-mode words``, ``--model``, or the embedded server's words), loaded
+    before any server starts; ``None`` when it depends on the server's model.
+
+    Raises:
+        UsageError: the tokenizer can't be loaded (why, and what to pass instead).
+    """
+    if config.tokenizer_mode == "words" or (config.embedded and config.tokenizer is None):
+        return WordCounter(), "whitespace-words"
+    name = config.tokenizer or config.model
+    if name is None:
+        return None
+    return _load_counter(config, name, console), name
 
 
 @contextlib.asynccontextmanager
@@ -41,11 +150,21 @@ async def open_server(config: BenchConfig) -> AsyncIterator[str]:
         yield server.base_url
 
 
-async def resolve_target(config: BenchConfig, base_url: str, console: Console) -> Target:
-    """The model (from the flags or the server) and its token counter."""
+async def resolve_target(
+    config: BenchConfig,
+    base_url: str,
+    console: Console,
+    preloaded: tuple[TokenCounter, str] | None = None,
+) -> Target:
+    """The model (from the flags or the server) and its token counter (*preloaded*, or
+    the tokenizer of the server's model)."""
     verify = not config.insecure
     model_name, model_id = await resolve_model(config, base_url, verify)
-    counter, tokenizer_id = _token_counter(config, model_id, console)
+    if preloaded is None:
+        preloaded = preload_counter(config, console)
+    if preloaded is None:
+        preloaded = _load_counter(config, model_id, console), model_id
+    counter, tokenizer_id = preloaded
     return Target(
         base_url=base_url,
         model_name=model_name,
@@ -67,55 +186,79 @@ def _models_headers(config: BenchConfig) -> dict[str, str]:
 
 
 async def resolve_model(config: BenchConfig, base_url: str, verify: bool) -> tuple[str, str]:
-    """``(model_name, model_id)``: the flags, or the server's first model (vLLM).
+    """``(model_name, model_id)``: the flags, or the server's first model (vLLM). This
+    ``GET /v1/models`` is also the check that the server is there and lets us in.
 
     Raises:
-        RuntimeError: the server didn't answer with a model list (the reason, one line).
+        UsageError: the server can't be reached (exit status 1), wants credentials, or
+            has no model list (the URL, the reason and what to try).
     """
     if config.model is not None:
         return config.served_model_name or config.model, config.model
     import httpx
 
     url = f"{base_url}/v1/models"
+    shown = redact_url(url)
+    what = "could not ask the server for its model"
     try:
         async with httpx.AsyncClient(verify=verify, timeout=30.0) as http:
             response = await http.get(url, headers=_models_headers(config))
-            if response.is_error:
-                raise RuntimeError(f"HTTP {response.status_code} {response.reason_phrase}")
-            entry = response.json()["data"][0]
-            model_id = entry.get("root") or entry["id"]
-            name = entry["id"]
+    except httpx.TransportError as exc:
+        raise _unreachable(shown, exc) from None
+    status = f"HTTP {response.status_code} {response.reason_phrase}"
+    if response.status_code in (401, 403):
+        raise UsageError(what, where=shown, why=f"{status}: credentials needed", hint=_AUTH_HINT)
+    if response.is_error:
+        raise UsageError(
+            what,
+            where=shown,
+            why=status,
+            hint="Pass --model NAME (servers without /v1/models need it), and check --base-url.",
+            exit_code=2 if response.status_code < 500 else 1,
+        )
+    try:
+        entry = response.json()["data"][0]
+        model_id = entry.get("root") or entry["id"]
+        name = entry["id"]
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, RuntimeError) else one_line_error(exc)
-        raise RuntimeError(
-            f"could not ask {redact_url(url)} for the model ({reason}); pass --model"
+        raise UsageError(
+            what,
+            where=shown,
+            why=f"the answer is not a model list ({one_line_error(exc)})",
+            hint="Pass --model NAME.",
         ) from None
     return config.served_model_name or name, model_id
 
 
-def _token_counter(
-    config: BenchConfig, model_id: str, console: Console
-) -> tuple[TokenCounter, str]:
-    """The counter for prompts and outputs, and its id for the result JSON."""
-    if config.tokenizer_mode == "words":
-        return WordCounter(), "whitespace-words"
-    if config.tokenizer is not None:
-        return (
-            load_token_counter(config.tokenizer, config.tokenizer_mode, config.trust_remote_code),
-            config.tokenizer,
-        )
-    if config.embedded:
-        return WordCounter(), "whitespace-words"
-    try:
-        counter = load_token_counter(model_id, config.tokenizer_mode, config.trust_remote_code)
-    except Exception as exc:
-        console.say(
-            f"WARNING: could not load the tokenizer {model_id!r} ({type(exc).__name__}); "
-            "prompt lengths are whitespace words and outputs without server usage are "
-            "counted as words. Pass --tokenizer to fix."
-        )
-        return WordCounter(), "whitespace-words"
-    return counter, model_id
+def _unreachable(where: str, exc: BaseException) -> UsageError:
+    """Connection refused, a name that doesn't resolve, a timeout: exit status 1."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text.lower():
+        why = "connection refused"
+    elif "name or service" in text.lower() or "nodename" in text.lower():
+        why = "the host name does not resolve"
+    elif "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+        why = "the connection timed out"
+    else:
+        why = one_line_error(exc)
+    return UsageError(
+        "could not connect to the server", where=where, why=why, hint=_CONNECT_HINT, exit_code=1
+    )
+
+
+def _load_counter(config: BenchConfig, name: str, console: Console) -> TokenCounter:
+    return load_token_counter(
+        name,
+        config.tokenizer_mode,
+        config.trust_remote_code,
+        flag="--tokenizer" if config.tokenizer is not None else "--tokenizer, default: the model",
+        say=console.say,
+    )
 
 
 async def get_ready(
@@ -129,6 +272,8 @@ async def get_ready(
     if not plan.requests:
         return
     first = plan.requests[0].request
+    if config.ready_check_timeout_sec <= 0 and not plan.target.embedded:
+        await _probe_endpoint(client, plan.backend, first)
     if config.ready_check_timeout_sec > 0:
         console.say("Waiting for the endpoint to become ready...")
         test = await _wait_for_endpoint(
@@ -142,6 +287,42 @@ async def get_ready(
     if config.num_warmups > 0:
         console.say(f"Warming up with {config.num_warmups} requests...")
         await _warmup(client, plan.backend, first, config.num_warmups, config.max_concurrency)
+
+
+async def _probe_endpoint(client: Client, backend: str, first: RequestFuncInput) -> None:
+    """One cheap request (a two-word prompt, one output token) before the run, so a
+    server that isn't there, a wrong path or missing credentials stop the bench with one
+    clear line instead of failing every request. Any other failure is left to the run,
+    which reports it. Not the first prompt itself: the server must not cache it.
+
+    Raises:
+        UsageError: connection refused, 404 or 401/403 on the endpoint.
+    """
+    probe = dataclasses.replace(
+        first,
+        prompt="Hello there" if isinstance(first.prompt, str) else first.prompt,
+        prompt_len=2 if isinstance(first.prompt, str) else first.prompt_len,
+        output_len=1,
+        request_id=f"{first.request_id}-probe" if first.request_id else None,
+    )
+    out = await send_counted(client, backend, probe)
+    if out.success:
+        return
+    url = redact_url(first.api_url)
+    error = out.error.strip()
+    if out.status_code is None and error.startswith(("ConnectError", "ConnectTimeout")):
+        raise _unreachable(url, RuntimeError(error))
+    reason = error if len(error) <= 200 else error[:197] + "..."
+    if out.status_code == 404:
+        raise UsageError(
+            "the endpoint was not found",
+            where=url,
+            why=reason,
+            hint="Check --endpoint and --backend (each backend has its default path), "
+            "--base-url, and --model.",
+        )
+    if out.status_code in (401, 403):
+        raise UsageError("the server refused the request", where=url, why=reason, hint=_AUTH_HINT)
 
 
 async def _wait_for_endpoint(

@@ -78,9 +78,10 @@ class WorkerExecutor:
             )
             for k in range(n)
         ]
+        caught: list[int] = []
         with measured_phase() as phase:
             records, stats, start = await run_workers(
-                specs, on_record=on_record, handle_signals=self.handle_signals
+                specs, on_record=on_record, handle_signals=self.handle_signals, caught=caught
             )
             parent_cpu = phase.cpu_s()
         cpu = [s.cpu_s for s in stats]
@@ -93,6 +94,7 @@ class WorkerExecutor:
             duration=max(s.end for s in stats) - start if stats else 0.0,
             wall_start=phase.wall_start,
             cpu_s=cpu,
+            stop_signal=caught[0] if caught else None,
         )
 
 
@@ -166,12 +168,14 @@ async def run_workers(
     on_record: RecordCallback,
     on_start: Callable[[float], None] | None = None,
     handle_signals: bool = True,
+    caught: list[int] | None = None,
 ) -> tuple[list[RequestRecord], list[PhaseStats], float]:
     """Start one process per spec, start them together, gather their records.
 
     Returns the records (in arrival order), each worker's stats and the common start
     (``perf_counter``). SIGINT/SIGTERM in the parent is forwarded to the workers as
-    SIGTERM; they stop and send back everything they finished.
+    SIGTERM; they stop and send back everything they finished. The signals received
+    are appended to *caught*.
 
     Raises:
         RuntimeError: a worker failed to start or crashed.
@@ -246,7 +250,9 @@ async def run_workers(
                 return
             try:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-                    async for _ in received:
+                    async for signum in received:
+                        if caught is not None:
+                            caught.append(int(signum))
                         stop_workers()
             except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
                 return
