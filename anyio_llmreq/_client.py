@@ -28,14 +28,19 @@ from ._engine import (
     build_http_request,
     check_status,
     close_chunks,
+    event_stream_by_type,
     is_event_stream,
+    raw_content_type,
     redirect_request,
+    stamp_clock,
 )
 from ._exceptions import ConfigError, RequestTimeout
 from ._media import needs_media, prepare_media
 from ._models import Delta, RequestFuncInput, RequestFuncOutput
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
-from ._transport import AnyioTransport, Consume
+from ._transport import AnyioTransport, Consume, TimedBody
+from ._transport._http11 import encode_head
+from ._transport._pool import RawResponse
 from .backends._base import Backend, api_key_from_env
 from .backends._registry import get_backend
 
@@ -86,7 +91,8 @@ class ResponseStream:
     """
 
     _exchange: Exchange
-    _response: httpx.Response | None
+    # The response to close at the end; on the fast path, our body itself.
+    _response: httpx.Response | TimedBody | None
     _chunks: AsyncIterator[bytes] | None
     _stamp: Callable[[], float]
     _sse: bool = True
@@ -196,7 +202,8 @@ class ResponseStream:
         response, self._response = self._response, None
         if response is None:
             return
-        if body_released(response):
+        released = response.released if isinstance(response, TimedBody) else body_released(response)
+        if released:
             # Nothing left to close, so no await in here suspends: no shield needed.
             await response.aclose()
         else:
@@ -206,6 +213,64 @@ class ResponseStream:
 
 def _deadline_error(total: float | None) -> RequestTimeout:
     return RequestTimeout(f"RequestTimeout: total deadline of {total} s exceeded")
+
+
+@attrs.define(eq=False, slots=True)
+class _FastRequest:
+    """A JSON request for our own transport, before any ``httpx.Request`` exists.
+
+    It is what ``Client._make_request`` would build (the same arguments): the head is
+    encoded from these fields in httpx's header order, so the bytes on the wire are the
+    same, and ``to_httpx`` builds that very ``httpx.Request`` when one is needed after
+    all (a redirect, an error response).
+    """
+
+    method: str
+    url: httpx.URL
+    headers: dict[str, str]  # merged with the client's defaults
+    content: bytes
+    extensions: dict[str, Any]
+
+    head: bytes  # the encoded request head (``encode_head``'s)
+    chunked: bool
+    keep_alive: bool
+
+    def to_httpx(self) -> httpx.Request:
+        return httpx.Request(
+            self.method,
+            self.url,
+            headers=self.headers,
+            content=self.content,
+            extensions=self.extensions,
+        )
+
+
+# (method, url, headers) -> the head without Content-Length (and its final CRLF CRLF),
+# chunked, keep-alive, whether Content-Length was given: one request's headers are
+# another's, so the head is encoded once, not per request.
+_HeadKey = tuple[str, str, tuple[tuple[str, str], ...]]
+_HeadParts = tuple[bytes, bool, bool, bool]
+
+
+def _encode_fast_head(method: str, url: httpx.URL, headers: dict[str, str]) -> _HeadParts:
+    """The parts of ``encode_head`` of the ``httpx.Request`` built from these fields:
+    httpx puts Host first (unless given) and appends Content-Length (unless given);
+    names and values are ASCII (httpx raises ``UnicodeEncodeError`` for others, and so
+    does this)."""
+    raw: list[tuple[bytes, bytes]] = []
+    has_host = has_length = False
+    for name, value in headers.items():
+        lname = name.lower()
+        if lname == "host":
+            has_host = True
+        elif lname == "content-length":
+            has_length = True
+        raw.append((name.encode("ascii"), value.encode("ascii")))
+    if not has_host and url.host:
+        raw.insert(0, (b"Host", url.netloc))
+    head, chunked, keep_alive = encode_head(method, url.raw_path, raw)
+    # Content-Length (digits only) comes last, after everything that sets the flags.
+    return head[:-4], chunked, keep_alive, has_length
 
 
 @attrs.define(eq=False)
@@ -247,6 +312,14 @@ class Client:
     # The transport of the client we own, called directly (see ``_open``).
     _direct: httpx.AsyncBaseTransport | None = attrs.field(default=None, init=False, repr=False)
     _urls: dict[str, httpx.URL] = attrs.field(factory=dict, init=False, repr=False)
+    _heads: dict[_HeadKey, _HeadParts] = attrs.field(factory=dict, init=False, repr=False)
+    # ``_direct`` when it is our transport, unchanged: JSON requests then skip building
+    # httpx's Request and Response (``_FastRequest``, ``AnyioTransport.roundtrip``).
+    _fast: AnyioTransport | None = attrs.field(default=None, init=False, repr=False)
+    # (timeouts, their httpx extension): built once, not per request.
+    _timeout_ext: tuple[Timeouts, dict[str, float | None]] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
 
     async def __aenter__(self) -> Client:
         self._ensure_http()
@@ -281,7 +354,12 @@ class Client:
                     limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
                 )
             else:
-                self._direct = self.transport or default_transport(self.verify)
+                self._direct = direct = self.transport or default_transport(self.verify)
+                if (
+                    isinstance(direct, AnyioTransport)
+                    and type(direct).handle_async_request is AnyioTransport.handle_async_request
+                ):
+                    self._fast = direct
                 self._http = httpx.AsyncClient(
                     transport=self._direct,
                     timeout=self.timeouts.to_httpx(),
@@ -291,7 +369,11 @@ class Client:
 
     @property
     def _timeout_extension(self) -> dict[str, float | None]:
-        return self.timeouts.to_httpx().as_dict()
+        cached = self._timeout_ext
+        timeouts = self.timeouts
+        if cached is None or cached[0] is not timeouts:
+            cached = self._timeout_ext = (timeouts, timeouts.to_httpx().as_dict())
+        return cached[1]
 
     def _make_request(
         self,
@@ -307,6 +389,45 @@ class Client:
         Parsing the URL, merging cookies and client defaults cost more than the rest of
         a short request; URLs are parsed once, and the headers are ours alone.
         """
+        parsed, merged = self._url_and_headers(url, headers, extensions)
+        return httpx.Request(method, parsed, headers=merged, extensions=extensions, **body)
+
+    def _make_fast(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        extensions: dict[str, Any],
+        **body: Any,
+    ) -> httpx.Request | _FastRequest:
+        """``_make_request``, as a ``_FastRequest`` for a JSON body (bytes in hand)."""
+        content = body.get("content")
+        if len(body) != 1 or type(content) is not bytes or not content:
+            return self._make_request(method, url, headers=headers, extensions=extensions, **body)
+        parsed, merged = self._url_and_headers(url, headers, extensions)
+        key = (method, url, tuple(merged.items()))
+        parts = self._heads.get(key)
+        if parts is None:
+            try:
+                parts = _encode_fast_head(method, parsed, merged)
+            except httpx.LocalProtocolError:
+                # httpx's path raises it when sending, as the request's error.
+                return httpx.Request(method, parsed, headers=merged, extensions=extensions, **body)
+            if len(self._heads) >= _URL_CACHE:
+                self._heads.clear()
+            self._heads[key] = parts
+        prefix, chunked, keep_alive, has_length = parts
+        head = (
+            prefix + b"\r\n\r\n"
+            if has_length
+            else b"%s\r\nContent-Length: %d\r\n\r\n" % (prefix, len(content))
+        )
+        return _FastRequest(method, parsed, merged, content, extensions, head, chunked, keep_alive)
+
+    def _url_and_headers(
+        self, url: str, headers: dict[str, str], extensions: dict[str, Any]
+    ) -> tuple[httpx.URL, dict[str, str]]:
         parsed = self._urls.get(url)
         if parsed is None:
             if len(self._urls) >= _URL_CACHE:
@@ -320,30 +441,64 @@ class Client:
             lowered = {name.lower() for name in headers}
             merged = {k: v for k, v in _DEFAULT_HEADERS.items() if k.lower() not in lowered}
             merged.update(headers)
-        return httpx.Request(method, parsed, headers=merged, extensions=extensions, **body)
+        return parsed, merged
 
-    async def _open(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    async def _open(
+        self, http: httpx.AsyncClient, request: httpx.Request | _FastRequest
+    ) -> httpx.Response | tuple[RawResponse, str]:
         """Send *request*; return the response with its head read and its body streaming.
 
         With the client we own, the transport is called directly: httpx's client layer
         (auth, cookies, event hooks) costs as much per request as the transport itself.
         A redirect is followed from the response in hand, as httpx's client would.
+
+        A ``_FastRequest`` goes to our transport as bytes; a plain answer (2xx, a body,
+        no content coding, one ASCII Content-Type) comes back as (body, content type)
+        without httpx's Response. Anything else becomes the httpx Request and Response
+        the other path would have had, and goes on from there.
         """
         direct = self._direct
-        if direct is None:
+        if isinstance(request, _FastRequest):
+            fast = self._fast
+            assert fast is not None
+            raw = await fast.roundtrip(
+                fast.origin(request.url),
+                request.method,
+                request.head,
+                request.content,
+                request.chunked,
+                request.keep_alive,
+                request.extensions["timeout"],
+            )
+            if 200 <= raw.status_code < 300 and raw.stream is not None:
+                ctype = raw_content_type(raw.headers)
+                if ctype is not None:
+                    return raw, ctype
+            request = request.to_httpx()
+            response = raw.to_httpx()
+            response.request = request
+        elif direct is None:
             return await http.send(request, stream=True)
-        for _ in range(_MAX_REDIRECTS):
+        else:
             response = await direct.handle_async_request(request)
             response.request = request
+        assert direct is not None
+        for _ in range(_MAX_REDIRECTS - 1):
             if not response.has_redirect_location:
                 return response
             await response.aclose()
             request = redirect_request(request, response)
+            response = await direct.handle_async_request(request)
+            response.request = request
+        if not response.has_redirect_location:
+            return response
+        await response.aclose()
+        request = redirect_request(request, response)
         raise httpx.TooManyRedirects(f"Exceeded {_MAX_REDIRECTS} redirects.", request=request)
 
     def _prepare(
         self, backend: Backend | str, request: RequestFuncInput
-    ) -> tuple[Exchange, httpx.Request, float | None]:
+    ) -> tuple[Exchange, httpx.Request | _FastRequest, float | None]:
         resolved = get_backend(backend) if isinstance(backend, str) else backend
         if not isinstance(request, RequestFuncInput):
             raise ConfigError(f"expected a RequestFuncInput, got {type(request).__name__}")
@@ -353,8 +508,10 @@ class Client:
         ):
             raise ConfigError(f"timeout must be a positive number of seconds, got {total!r}")
         http = self._ensure_http()
-        make: Callable[..., httpx.Request]
-        if self._direct is not None:
+        make: Callable[..., httpx.Request | _FastRequest]
+        if self._fast is not None:
+            make = self._make_fast
+        elif self._direct is not None:
             make = self._make_request
         elif self.timeouts != _DEFAULT_TIMEOUTS:
             # Given with a client of the caller's: applied to each request.
@@ -377,14 +534,24 @@ class Client:
         ex, http_request, total = self._prepare(backend, request)
         http = self._ensure_http()
         deadline = math.inf if total is None else anyio.current_time() + total
-        response: httpx.Response | None = None
+        response: httpx.Response | TimedBody | None = None
         sse = False
         # No total deadline: no cancel scope, which would only add its cost.
         scope = anyio.CancelScope(deadline=deadline) if total is not None else None
         with scope or contextlib.nullcontext():
             ex.start = self.clock()
             try:
-                response = await self._open(http, http_request)
+                opened = await self._open(http, http_request)
+                if type(opened) is tuple:
+                    # The fast path's plain answer: our body, its stamps, no httpx.
+                    raw, ctype = opened
+                    ex.status_code = raw.status_code
+                    response = body = raw.stream
+                    assert body is not None
+                    sse = event_stream_by_type(ctype, ex.backend)
+                    return self._fast_stream(ex, body, sse, deadline, total)
+                assert isinstance(opened, httpx.Response)
+                response = opened
                 ex.status_code = response.status_code
                 await check_status(response)
                 sse = is_event_stream(response, ex.backend)
@@ -399,6 +566,18 @@ class Client:
         if scope is not None and scope.cancelled_caught:
             ex.fail(_deadline_error(total))
         return ResponseStream(ex, response, None, self.clock, sse, deadline, total)
+
+    def _fast_stream(
+        self, ex: Exchange, body: TimedBody, sse: bool, deadline: float, total: float | None
+    ) -> ResponseStream:
+        """The ``ResponseStream`` of a fast-path answer: what ``body_pusher``,
+        ``arrival_clock`` and ``body_chunks`` give for the same body in an httpx
+        Response (no content coding here, by the fast path's rule)."""
+        clock = self.clock
+        arrival = body.arrival
+        push = body.push if sse and body.can_push and arrival.clock is clock else None
+        stamp = stamp_clock(arrival, clock)
+        return ResponseStream(ex, body, body, stamp, sse, deadline, total, push)
 
     async def send(self, backend: Backend | str, request: RequestFuncInput) -> RequestFuncOutput:
         """Send *request* with *backend* (an instance or a registry name); never raises

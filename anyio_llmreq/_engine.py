@@ -21,7 +21,7 @@ import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import attrs
@@ -48,7 +48,8 @@ from ._models import (
     TextDelta,
 )
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DataEvents, SSEDecoder
-from ._transport import ARRIVAL_EXTENSION, Consume, TimedBody
+from ._transport import ARRIVAL_EXTENSION, Arrival, Consume, TimedBody
+from ._transport._http11 import RawHeaders
 from .backends._base import Backend, TokenTextBackend
 
 __all__ = [
@@ -362,7 +363,12 @@ def is_event_stream(response: httpx.Response, backend: Backend) -> bool:
     A JSON body answers a streaming request from servers that ignore ``stream=true``;
     it is read whole. Any other content type is an error, not a guess.
     """
-    ctype = response.headers.get("content-type", "").lower()
+    return event_stream_by_type(response.headers.get("content-type", ""), backend)
+
+
+def event_stream_by_type(ctype: str, backend: Backend) -> bool:
+    """``is_event_stream`` of a response whose Content-Type is *ctype* ("": none)."""
+    ctype = ctype.lower()
     if not ctype:
         return backend.framing == "sse"
     if "text/event-stream" in ctype:
@@ -374,12 +380,15 @@ def is_event_stream(response: httpx.Response, backend: Backend) -> bool:
     )
 
 
+_R = TypeVar("_R")
+
+
 def build_http_request(
-    make: Callable[..., httpx.Request],
+    make: Callable[..., _R],
     backend: Backend,
     request: RequestFuncInput,
     api_key: str | None,
-) -> tuple[httpx.Request, float]:
+) -> tuple[_R, float]:
     """Build the httpx request for *request*; return it with the input audio duration.
 
     *make* has ``httpx.AsyncClient.build_request``'s signature.
@@ -488,10 +497,32 @@ def redirect_request(request: httpx.Request, response: httpx.Response) -> httpx.
     )
 
 
+def raw_content_type(headers: RawHeaders) -> str | None:
+    """The Content-Type of raw response *headers* as ``headers.get("content-type", "")``
+    of an httpx Response reads it; ``None`` when the fast path leaves the response to
+    httpx: a content coding (httpx decodes it), several Content-Types, or one not ASCII."""
+    ctype: str | None = ""
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-type":
+            if ctype or not value.isascii():
+                return None
+            ctype = value.decode("ascii")
+            if not ctype:
+                return None  # an empty one: rare; httpx's own reading decides
+        elif lname == b"content-encoding":
+            return None
+    return ctype
+
+
 def arrival_clock(response: httpx.Response, clock: Callable[[], float]) -> Callable[[], float]:
     """The per-read stamp: the transport's socket-read time when it reports one read
     from *clock*, else *clock* itself."""
-    arrival = response.extensions.get(ARRIVAL_EXTENSION)
+    return stamp_clock(response.extensions.get(ARRIVAL_EXTENSION), clock)
+
+
+def stamp_clock(arrival: Arrival | None, clock: Callable[[], float]) -> Callable[[], float]:
+    """``arrival_clock`` given the response's ``Arrival`` (``None``: none reported)."""
     if arrival is None or arrival.clock is not clock:
         return clock
 
@@ -541,7 +572,9 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
         return response.aiter_bytes()
     # httpx's client wraps the transport's stream; a direct transport call does not.
     inner: Any = getattr(response.stream, "_stream", response.stream)
-    if not inspect.isasyncgenfunction(type(inner).__aiter__):
+    # httpx's own ByteStream (an empty body) keeps bytes there: no iterator at all.
+    method = getattr(type(inner), "__aiter__", None)
+    if method is not None and not inspect.isasyncgenfunction(method):
         return aiter(inner)
     return response.aiter_raw()
 

@@ -129,3 +129,85 @@ async def drive(one: Callable[[], Awaitable[int]], concurrency: int, requests: i
         for _ in range(min(concurrency, requests)):
             tg.start_soon(worker)
     return total
+
+
+# A per-request server: every response in one write, so that the client's cost per
+# request (not the server's, nor its pacing) shows. A streaming request (``"stream":
+# true``) gets a one-token vLLM-shaped event stream (token, usage, ``[DONE]``); any other
+# an embeddings-shaped JSON body. Run as ``python -c`` in its own process.
+_REQUEST_SERVER = r"""
+import asyncio, socket, sys
+TOKEN = (b'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"mock",'
+         b'"choices":[{"index":0,"text":" hi","logprobs":null,"finish_reason":"length",'
+         b'"stop_reason":null}],"usage":null}\n\n'
+         b'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"mock",'
+         b'"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3}}'
+         b'\n\ndata: [DONE]\n\n')
+STREAM = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+          b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(TOKEN), TOKEN))
+BODY = (b'{"id":"embd-1","object":"list","created":1,"model":"mock","data":[{"index":0,'
+        b'"object":"embedding","embedding":[0.0123,-0.0456,0.0789,0.0012,-0.0345,0.0678,'
+        b'0.0901,-0.0234]}],"usage":{"prompt_tokens":2,"total_tokens":2,'
+        b'"completion_tokens":0}}')
+JSON = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(BODY), BODY))
+
+class P(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t
+        self.buf = b""
+        t.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def data_received(self, data):
+        buf = self.buf + data
+        out = []
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buf[:end].lower()
+            i = head.find(b"content-length:")
+            n = int(head[i + 15:].split(b"\r\n", 1)[0]) if i >= 0 else 0
+            if len(buf) < end + 4 + n:
+                break
+            body = buf[end + 4:end + 4 + n]
+            buf = buf[end + 4 + n:]
+            out.append(STREAM if b'"stream":true' in body.replace(b" ", b"") else JSON)
+        self.buf = buf
+        if out:
+            self.t.write(b"".join(out))
+
+async def main(port):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(P, "127.0.0.1", port, backlog=4096)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+try:
+    import uvloop
+    uvloop.install()
+except ImportError:
+    pass
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+@contextlib.contextmanager
+def request_server_process(core: int | None = 1) -> Iterator[ServerProcess]:
+    """Run the per-request server (see ``_REQUEST_SERVER``) in another process."""
+    port = free_port()
+    cmd = [sys.executable, "-c", _REQUEST_SERVER, str(port)]
+    if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        cmd = ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        if "ready" not in proc.stdout.readline():
+            raise RuntimeError(f"request server exited with status {proc.wait()}")
+        yield ServerProcess(f"http://127.0.0.1:{port}", proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -23,6 +23,16 @@ is the median over repetitions of the run's CPU per chunk over aiohttp's run on 
 loop (trio: asyncio's) in that repetition.
 
     python benchmarks/bench_client.py [--levels 1,64,256,1024] [--rate 0] [--repeat 3]
+
+``--mode request`` measures CPU per *request* instead, where short outputs (embeddings,
+rerank, one-token probes) spend it: a server in another process answers every request
+in one write, with a one-token event stream (``--kinds stream``: token, usage,
+``[DONE]``) or a small embeddings JSON body (``--kinds json``). Ours is the drop-in
+request function (``async_request_openai_completions`` / ``..._embeddings``) on its
+shared client; aiohttp a shared session doing the same per-response work (split the
+events or read the body, stamp, parse). Same warm-up, interleaving and paired ratios.
+
+    python benchmarks/bench_client.py --mode request [--levels 1,64,256] [--kinds stream,json]
 """
 
 from __future__ import annotations
@@ -38,7 +48,14 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _common import ServerProcess, drive, mock_server_process, pin_to, raw_server_process
+from _common import (
+    ServerProcess,
+    drive,
+    mock_server_process,
+    pin_to,
+    raw_server_process,
+    request_server_process,
+)
 
 from anyio_llmreq import Client, RequestFuncInput
 
@@ -176,6 +193,154 @@ CLIENTS: dict[str, tuple[str, Runner]] = {
 }
 
 
+# -- per-request mode ------------------------------------------------------------------
+
+EMBED_PAYLOAD = {"model": "mock", "input": "hello world", "truncate_prompt_tokens": -1}
+
+
+async def req_ours(
+    base_url: str, kind: str, concurrency: int, requests: int, window: Window
+) -> int:
+    from anyio_llmreq import ASYNC_REQUEST_FUNCS
+
+    if kind == "stream":
+        func = ASYNC_REQUEST_FUNCS["openai"]
+        inp = RequestFuncInput("hello world", f"{base_url}/v1/completions", 2, 1, "mock")
+    else:
+        func = ASYNC_REQUEST_FUNCS["openai-embeddings"]
+        inp = RequestFuncInput("hello world", f"{base_url}/v1/embeddings", 2, 1, "mock")
+
+    async def one() -> int:
+        out = await func(inp)
+        if not out.success:
+            raise RuntimeError(out.error)
+        return 1
+
+    return await measured(lambda _: one(), concurrency, requests, 1, window)
+
+
+async def req_aiohttp(
+    base_url: str, kind: str, concurrency: int, requests: int, window: Window
+) -> int:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        if kind == "stream":
+            url = f"{base_url}/v1/completions"
+
+            async def one() -> int:
+                text: list[str] = []
+                stamps: list[float] = []
+                buffer = b""
+                payload = {**PAYLOAD, "max_tokens": 1}
+                async with session.post(url, json=payload) as response:
+                    async for chunk in response.content.iter_any():
+                        now = time.perf_counter()
+                        buffer += chunk
+                        *events, buffer = buffer.split(b"\n\n")
+                        for event in events:
+                            data = event[6:]
+                            if data == b"[DONE]" or not data:
+                                continue
+                            _text_of(json.loads(data), text, stamps, now)
+                if len(stamps) != 1:
+                    raise RuntimeError(stamps)
+                return 1
+
+        else:
+            url = f"{base_url}/v1/embeddings"
+
+            async def one() -> int:
+                async with session.post(url, json=EMBED_PAYLOAD) as response:
+                    body = await response.read()
+                    time.perf_counter()
+                    if not json.loads(body).get("data"):
+                        raise RuntimeError(body)
+                return 1
+
+        return await measured(lambda _: one(), concurrency, requests, 1, window)
+
+
+RequestRunner = Callable[[str, str, int, int, "Window"], Awaitable[int]]
+REQUEST_CLIENTS: dict[str, tuple[str, RequestRunner]] = {
+    "aiohttp": ("aiohttp (shared session)", req_aiohttp),
+    "ours": ("anyio_llmreq request func", req_ours),
+}
+
+
+def measure_request(
+    runner: RequestRunner,
+    loop: str,
+    server: ServerProcess,
+    kind: str,
+    concurrency: int,
+    requests: int,
+) -> tuple[float, float, float, float]:
+    """(CPU us per request, requests per second, client cores, server cores) of one run."""
+    backend = "trio" if loop == "trio" else "asyncio"
+    options = {} if loop == "trio" else {"use_uvloop": loop == "uvloop"}
+    window = Window(server)
+    done = anyio.run(
+        runner,
+        server.url,
+        kind,
+        concurrency,
+        requests,
+        window,
+        backend=backend,
+        backend_options=options,
+    )
+    assert done == requests, (done, requests)
+    return (
+        window.cpu / done * 1e6,
+        done / window.wall,
+        window.cpu / window.wall,
+        window.server_cpu / window.wall,
+    )
+
+
+def run_request_level(
+    args: argparse.Namespace, server: ServerProcess, kind: str, level: int
+) -> list[tuple[Any, ...]]:
+    requests = max(level, args.requests // level * level)
+    pairs = [(loop, c) for loop, c in plan(args) if c in REQUEST_CLIENTS]
+    runs: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {p: [] for p in pairs}
+    for _ in range(args.repeat):
+        for loop, client in pairs:
+            runs[loop, client].append(
+                measure_request(REQUEST_CLIENTS[client][1], loop, server, kind, level, requests)
+            )
+    return _rows(runs, level, {k: v[0] for k, v in REQUEST_CLIENTS.items()}, kind)
+
+
+def _rows(
+    runs: dict[tuple[str, str], list[tuple[float, float, float, float]]],
+    level: int,
+    names: dict[str, str],
+    label: str | None = None,
+) -> list[tuple[Any, ...]]:
+    medians = {
+        pair: tuple(statistics.median(run[i] for run in values) for i in range(4))
+        for pair, values in runs.items()
+    }
+    rows = []
+    for (loop, client), (cpu, rate, cores, server_cores) in medians.items():
+        ref = runs.get((loop, "aiohttp")) or runs.get(("asyncio", "aiohttp"))
+        # Paired: each run against the baseline's run of the same repetition (they ran
+        # seconds apart), then the median, so a slow spell of the machine cancels out.
+        ratio = (
+            statistics.median(
+                mine[0] / base[0] for mine, base in zip(runs[loop, client], ref, strict=True)
+            )
+            if ref
+            else float("nan")
+        )
+        name = names[client] if label is None else f"{label}: {names[client]}"
+        rows.append((level, loop, name, cpu, rate, cores, server_cores, ratio))
+    return rows
+
+
 def measure(
     runner: Runner,
     loop: str,
@@ -233,25 +398,7 @@ def run_level(
             runs[loop, client].append(
                 measure(CLIENTS[client][1], loop, server, level, requests, tokens)
             )
-    medians = {
-        pair: tuple(statistics.median(run[i] for run in values) for i in range(4))
-        for pair, values in runs.items()
-    }
-    rows = []
-    for (loop, client), (cpu, rate, cores, server_cores) in medians.items():
-        ref = runs.get((loop, "aiohttp")) or runs.get(("asyncio", "aiohttp"))
-        # Paired: each run against the baseline's run of the same repetition (they ran
-        # seconds apart), then the median, so a slow spell of the machine cancels out.
-        ratio = (
-            statistics.median(
-                mine[0] / base[0] for mine, base in zip(runs[loop, client], ref, strict=True)
-            )
-            if ref
-            else float("nan")
-        )
-        name = CLIENTS[client][0]
-        rows.append((level, loop, name, cpu, rate, cores, server_cores, ratio))
-    return rows
+    return _rows(runs, level, {k: v[0] for k, v in CLIENTS.items()})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,10 +429,25 @@ def main(argv: list[str] | None = None) -> int:
         help="raw: a minimal server (256 tokens, so the client's cost shows); "
         "mock: anyio-llmreq mock-server",
     )
+    parser.add_argument(
+        "--mode",
+        choices=["chunk", "request"],
+        default="chunk",
+        help="chunk: CPU per streamed chunk; request: CPU per short request",
+    )
+    parser.add_argument("--kinds", default="stream,json", help="request mode: response kinds")
+    parser.add_argument("--requests", type=int, default=10_000, help="request mode: per run")
     args = parser.parse_args(argv)
     pin_to(0)
     levels = [int(x) for x in args.levels.split(",")]
     rows: list[tuple[Any, ...]] = []
+    if args.mode == "request":
+        with request_server_process(core=1) as server:
+            for kind in args.kinds.split(","):
+                for level in levels:
+                    rows += run_request_level(args, server, kind, level)
+        _print(rows, f"per request, one write per response; median of {args.repeat}", "request")
+        return 0
     for level in levels:
         if args.server == "mock":
             with mock_server_process("--output-len", str(args.tokens), core=1) as url:
@@ -298,20 +460,27 @@ def main(argv: list[str] | None = None) -> int:
     regime = f"paced, {args.rate:,.0f} events/s offered" if args.rate else "flat out"
     if args.server == "raw":
         regime += f", {args.burst} event(s) per write"
-    print(f"server: {args.server}, {regime}; median of {args.repeat} runs per cell")
-    header = ("conc", "loop", "client", "CPU us/chunk", "chunks/s", "cores", "server", "ratio")
-    print("{:>5} {:<8} {:<26} {:>12} {:>10} {:>6} {:>6} {:>6}".format(*header))
+    _print(rows, f"server: {args.server}, {regime}; median of {args.repeat} runs per cell")
+    return 0
+
+
+def _print(rows: list[tuple[Any, ...]], title: str, unit: str = "chunk") -> None:
+    print(title)
+    header = ("conc", "loop", "client", f"CPU us/{unit}", f"{unit}s/s", "cores", "server", "ratio")
+    width = max([26, *(len(row[2]) for row in rows)])
+    print(
+        f"{{:>5}} {{:<8}} {{:<{width}}} {{:>14}} {{:>10}} {{:>6}} {{:>6}} {{:>6}}".format(*header)
+    )
     for level, loop, name, cpu, rate, cores, server_cores, ratio in rows:
         print(
-            f"{level:>5} {loop:<8} {name:<26} {cpu:>12.2f} {rate:>10.0f} "
+            f"{level:>5} {loop:<8} {name:<{width}} {cpu:>14.2f} {rate:>10.0f} "
             f"{cores:>6.2f} {server_cores:>6.2f} {ratio:>6.2f}"
         )
     print("cores: client CPU / wall; server: the server's CPU / wall (near 1: it set the pace)")
     print(
-        "ratio: median over repetitions of CPU per chunk / aiohttp's in the same repetition "
+        f"ratio: median over repetitions of CPU per {unit} / aiohttp's in the same repetition "
         "(same loop; trio: asyncio's)"
     )
-    return 0
 
 
 if __name__ == "__main__":

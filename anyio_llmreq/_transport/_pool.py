@@ -27,12 +27,12 @@ import httpx
 from ._asyncio_protocol import ReadBatch, open_asyncio_stream
 from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming
 from ._errors import describe, describe_os_error
-from ._http11 import MAX_HEAD, encode_head, framing, parse_head
+from ._http11 import MAX_HEAD, RawHeaders, encode_head, framing, parse_head
 from ._interface import ARRIVAL_EXTENSION, Arrival, OwnStream
 from ._timers import AsyncioWatchdog, TrioWatchdog, Watchdog
 from ._tls import client_context
 
-__all__ = ["AnyioTransport", "Connection"]
+__all__ = ["AnyioTransport", "Connection", "RawResponse"]
 
 _ONE_SEND: Final = 65536  # bodies up to this size travel in the same send as the head
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -132,7 +132,24 @@ class AnyioTransport(httpx.AsyncBaseTransport):
     # -- public API -----------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
+        key = self.origin(request.url)
+        head, chunked_body, keep_alive = encode_head(
+            request.method, request.url.raw_path, request.headers.raw
+        )
+        body: bytes | None = None
+        if isinstance(request.stream, httpx.ByteStream):
+            # In-memory body: can be sent together with the head.
+            # Its synchronous iterator: the asynchronous one is a generator per request.
+            body = b"".join(request.stream)
+        timeouts = request.extensions.get("timeout") or {}
+        raw = await self.roundtrip(
+            key, request.method, head, body, chunked_body, keep_alive, timeouts, request
+        )
+        return raw.to_httpx()
+
+    def origin(self, url: httpx.URL) -> _Key:
+        """The pool key (scheme, host, port) of *url*; raises ``UnsupportedProtocol``
+        (and ``ProxyError`` for a URL the proxy environment applies to)."""
         scheme = url.scheme
         default_port = _DEFAULT_PORTS.get(scheme)
         if default_port is None:
@@ -142,26 +159,32 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         host = url.raw_host.decode("ascii")
         if not host:
             raise httpx.UnsupportedProtocol("Request URL is missing a host.")
-        port = url.port or default_port
         if self._env_proxies:
             self._refuse_env_proxy(scheme, host)
+        return (scheme, host, url.port or default_port)
 
-        method = request.method
-        head, chunked_body, keep_alive = encode_head(
-            method, request.url.raw_path, request.headers.raw
-        )
-        body: bytes | None = None
-        if isinstance(request.stream, httpx.ByteStream):
-            # In-memory body: can be sent together with the head.
-            # Its synchronous iterator: the asynchronous one is a generator per request.
-            body = b"".join(request.stream)
-            if chunked_body:
-                body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+    async def roundtrip(
+        self,
+        key: _Key,
+        method: str,
+        head: bytes,
+        body: bytes | None,
+        chunked_body: bool,
+        keep_alive: bool,
+        timeouts: dict[str, float | None],
+        request: httpx.Request | Any = None,
+    ) -> RawResponse:
+        """Send an encoded request head (``encode_head``'s) and its body, read the
+        response head: the wire work of ``handle_async_request``, without building
+        httpx's ``Response`` (the engine's fast path calls it directly).
 
-        timeouts = request.extensions.get("timeout") or {}
+        *body* ``None``: *request*'s stream is sent instead. *request* is only named
+        in the errors raised.
+        """
+        if body is not None and chunked_body:
+            body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
         read_timeout = timeouts.get("read")
-
-        key = (scheme, host, port)
+        scheme, host, port = key
         conn = await self._checkout(key)
         phase = "connect"
         with anyio.CancelScope() as scope:
@@ -303,7 +326,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         method: str,
         keep_alive: bool,
         read_timeout: float | None,
-    ) -> httpx.Response:
+    ) -> RawResponse:
         receive = conn.stream.receive
         own = conn.own
         clock: Callable[[], float] = own.arrival_time if own is not None else perf_counter
@@ -348,11 +371,6 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             break
 
         arrival = Arrival(last, first_byte)
-        extensions: dict[str, Any] = {
-            "http_version": version,
-            "reason_phrase": reason,
-            ARRIVAL_EXTENSION: arrival,
-        }
         length, chunked, keep_alive = framing(
             version, status, method, headers, keep_alive=keep_alive
         )
@@ -361,9 +379,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                 await anyio.aclose_forcefully(conn.stream)
             else:
                 await self._release(conn)
-            return httpx.Response(
-                status, headers=headers, stream=httpx.ByteStream(b""), extensions=extensions
-            )
+            return RawResponse(status, reason, version, headers, None, arrival)
         body_framing: Framing
         if chunked:
             body_framing = ChunkedFraming()
@@ -383,7 +399,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         )
         if read_timeout is not None:
             stream.watch(self._get_watchdog())
-        return httpx.Response(status, headers=headers, stream=stream, extensions=extensions)
+        return RawResponse(status, reason, version, headers, stream, arrival)
 
     def _get_watchdog(self) -> Watchdog:
         watchdog = self._watchdog
@@ -397,6 +413,46 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         elif watchdog is None or watchdog.owner is not loop:
             watchdog = self._watchdog = AsyncioWatchdog(loop)
         return watchdog
+
+
+class RawResponse:
+    """A response head as read off the wire, and its body: what ``roundtrip`` returns.
+
+    ``to_httpx`` makes the ``httpx.Response`` that ``handle_async_request`` returns;
+    the engine's fast path reads the few fields it needs from here instead.
+    """
+
+    __slots__ = ("arrival", "headers", "reason", "status_code", "stream", "version")
+
+    def __init__(
+        self,
+        status_code: int,
+        reason: bytes,
+        version: bytes,
+        headers: RawHeaders,
+        stream: Body | None,
+        arrival: Arrival,
+    ) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.stream = stream  # None: the body is empty (and the connection released)
+        self.arrival = arrival
+
+    def to_httpx(self) -> httpx.Response:
+        extensions: dict[str, Any] = {
+            "http_version": self.version,
+            "reason_phrase": self.reason,
+            ARRIVAL_EXTENSION: self.arrival,
+        }
+        stream = self.stream
+        return httpx.Response(
+            self.status_code,
+            headers=self.headers,
+            stream=httpx.ByteStream(b"") if stream is None else stream,
+            extensions=extensions,
+        )
 
 
 _PROXY_MESSAGE: Final = (
