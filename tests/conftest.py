@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 
@@ -13,6 +14,19 @@ if sys.platform != "win32":
     import uvloop  # noqa: F401
 
     _LOOPS.insert(1, pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # The bench caches checked tokenizers; tests (and the processes they start) keep
+    # theirs out of the user's ~/.cache.
+    old = os.environ.get("ANYIO_LLMREQ_CACHE_DIR")
+    os.environ["ANYIO_LLMREQ_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        del os.environ["ANYIO_LLMREQ_CACHE_DIR"]
+    else:
+        os.environ["ANYIO_LLMREQ_CACHE_DIR"] = old
 
 
 @pytest.fixture(params=_LOOPS)

@@ -16,7 +16,13 @@ import attrs
 
 from ._config import UsageError
 
-__all__ = ["HFTokenCounter", "TokenCounter", "WordCounter", "load_token_counter"]
+__all__ = [
+    "FastTokenCounter",
+    "HFTokenCounter",
+    "TokenCounter",
+    "WordCounter",
+    "load_token_counter",
+]
 
 # A plain vocabulary for word prompts: one ASCII word per token, no escaping needed.
 _VOCAB = tuple(
@@ -111,6 +117,54 @@ class HFTokenCounter:
         )
 
 
+@attrs.frozen
+class FastTokenCounter:
+    """A ``tokenizers`` backend saved from a transformers tokenizer that was checked to
+    encode and decode exactly as it does (see ``_cached_counter``): the same counts and
+    ids as ``HFTokenCounter`` without importing transformers, which with a large
+    vocabulary takes seconds. Chat templates still go through transformers, loaded on
+    the first ``apply_chat_template`` (only when the tokenizer has one)."""
+
+    backend: Any
+    name: str
+    vocab_size: int
+    cleanup: bool
+    has_chat_template: bool
+    load_full: Callable[[], HFTokenCounter] = attrs.field(repr=False)
+    _full: list[HFTokenCounter] = attrs.field(factory=list, repr=False, alias="_full")
+    kind: str = "tokenizer"
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.backend.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        text = str(self.backend.decode([int(i) for i in ids], skip_special_tokens=False))
+        return _clean_up(text) if self.cleanup else text
+
+    def count(self, text: str) -> int:
+        return len(self.backend.encode(text, add_special_tokens=False).ids)
+
+    def apply_chat_template(self, prompt: str) -> str | None:
+        if not self.has_chat_template:
+            return None
+        if not self._full:
+            self._full.append(self.load_full())
+        return self._full[0].apply_chat_template(prompt)
+
+
+def _clean_up(text: str) -> str:
+    """transformers' ``clean_up_tokenization`` (used when the tokenizer's config asks)."""
+    for old, new in _CLEAN_UP:
+        text = text.replace(old, new)
+    return text
+
+
+_CLEAN_UP = (
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+    (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+)  # fmt: skip
+
+
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 #: How long the one reachability check of the hub may take.
@@ -128,7 +182,7 @@ def load_token_counter(
     *,
     flag: str = "--tokenizer",
     say: Callable[[str], None] | None = None,
-) -> HFTokenCounter:
+) -> HFTokenCounter | FastTokenCounter:
     """Load the tokenizer *name* (a hub id, a local directory or a ``.gguf`` file) with
     ``get_tokenizer``, as vLLM's benchmark does: *tokenizer_mode* ``"slow"`` and
     ``"mistral"`` are honoured.
@@ -137,6 +191,9 @@ def load_token_counter(
     ``HUB_CHECK_TIMEOUT`` seconds) only the local cache is used, since the hub client's
     retries would take tens of seconds to fail the same way.
 
+    In ``"auto"`` mode a tokenizer loaded before from the same files (see
+    ``_cached_counter``) comes back as a ``FastTokenCounter`` without transformers.
+
     Raises:
         UsageError: it can't be loaded; the reason and what to pass instead (*flag*
             names the flag that chose it).
@@ -144,7 +201,6 @@ def load_token_counter(
     from .._tokenizer import _hf_offline, get_tokenizer
 
     what = f"could not load the tokenizer {name!r}"
-    _import_transformers_quietly()
     offline = False
     if not os.path.exists(name) and os.getenv("VLLM_USE_MODELSCOPE", "").lower() != "true":
         if _looks_like_path(name) or not _REPO_ID.match(name):
@@ -156,12 +212,25 @@ def load_token_counter(
             raise UsageError(what, where=flag, why=why, hint=_FIX + ".")
         if not _hf_offline() and not _hub_reachable():
             offline = True
-    try:
+
+    def load() -> HFTokenCounter:
+        _import_transformers_quietly()
         with _offline(offline):
             kwargs = {"local_files_only": True} if offline else {}
             tok = get_tokenizer(
                 name, tokenizer_mode=tokenizer_mode, trust_remote_code=trust_remote_code, **kwargs
             )
+        return HFTokenCounter(tok, name)
+
+    entry = None
+    if tokenizer_mode == "auto":
+        entry = _cache_entry(name, trust_remote_code, offline or _hf_offline())
+    if entry is not None:
+        fast = _cached_counter(entry, name, load)
+        if fast is not None:
+            return fast
+    try:
+        counter = load()
     except ImportError as exc:
         raise UsageError(what, where=flag, why=_first_line(exc), hint=_FIX + ".") from None
     except Exception as exc:
@@ -175,7 +244,220 @@ def load_token_counter(
         raise UsageError(what, where=flag, why=why, hint=hint) from None
     if offline and say is not None:
         say(f"{_hub_host()} is not reachable: using the cached tokenizer {name!r}.")
-    return HFTokenCounter(tok, name)
+    if entry is not None:
+        _store(entry, counter.tokenizer)
+    return counter
+
+
+# Files a tokenizer directory holds that no tokenizer reads: left out of the cache key.
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx")
+_CACHE_FORMAT = "1"
+#: Cached tokenizers kept; the least recently used beyond this are deleted.
+CACHE_ENTRIES = 16
+# Verification texts: ASCII, spacing and punctuation that transformers' clean-up would
+# change, digits, code, accents, CJK, emoji, RTL, control characters.
+_PROBES = (
+    "Hello , world . Isn 't it ? I 'm sure they 're right , aren 't they !",
+    "  leading and trailing spaces  \t tabs\nnew lines\r\n\n",
+    "The 3 quick brown foxes jumped 1234567890 times; 3.14159 != 2.71828.",
+    "def f(x):\n    return {'a': [x ** 2, x // 3]}  # comment",
+    "naïve café déjà vu — “quotes” ‘single’ …",
+    "日本語のテキストと中文文本，한국어 텍스트。",
+    "emoji 🙂🚀👩‍👩‍👧 and flags 🇫🇷",
+    "مرحبا بالعالم שלום עולם",
+    "\x00\x01 control \u200b zero width \ufeff bom",
+    "Pick as many lines as you can from these poem lines:\n",
+)
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("ANYIO_LLMREQ_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "anyio_llmreq",
+    )
+    return os.path.join(base, "tokenizers")
+
+
+def _cache_entry(name: str, trust_remote_code: bool, offline: bool) -> str | None:
+    """The cache directory for the tokenizer *name* as its files are now, or None when
+    it can't be keyed cheaply (no local files yet; a ``.gguf`` file; caching is off)."""
+    if os.environ.get("ANYIO_LLMREQ_TOKENIZER_CACHE", "1").lower() in {"0", "off", "false", "no"}:
+        return None
+    try:
+        where = name if os.path.isdir(name) else _snapshot_dir(name, offline)
+        if where is None or not os.path.isfile(os.path.join(where, "tokenizer.json")):
+            return None
+        from importlib.metadata import version
+
+        files = []
+        for entry in sorted(os.listdir(where)):
+            path = os.path.join(where, entry)
+            if entry.endswith(_WEIGHTS) or not os.path.isfile(path):
+                continue
+            stat = os.stat(path)  # through the hub cache's links, to the blob
+            files.append([entry, stat.st_size, stat.st_mtime_ns])
+        key = [
+            _CACHE_FORMAT,
+            version("transformers"),
+            version("tokenizers"),
+            os.path.realpath(where),
+            trust_remote_code,
+            files,
+        ]
+    except Exception:
+        return None
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
+    return os.path.join(_cache_dir(), digest)
+
+
+def _snapshot_dir(name: str, offline: bool) -> str | None:
+    """The hub snapshot *name* resolves to now (the hub asked once, as transformers
+    would, unless offline), or None when it isn't a hub id or isn't downloaded."""
+    if os.path.exists(name) or os.getenv("VLLM_USE_MODELSCOPE", "").lower() == "true":
+        return None
+    if not _REPO_ID.match(name):
+        return None
+    from huggingface_hub import hf_hub_download
+
+    with _quiet_hub():
+        path = hf_hub_download(name, "tokenizer_config.json", local_files_only=offline)
+    return os.path.dirname(path)
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """No progress bars from the hub client for one small file."""
+    old = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["HF_HUB_DISABLE_PROGRESS_BARS"]
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old
+
+
+def _cached_counter(
+    entry: str, name: str, load: Callable[[], HFTokenCounter]
+) -> FastTokenCounter | None:
+    """The tokenizer cached at *entry*, or None when there is none (or it is unreadable:
+    then transformers loads it, as without a cache)."""
+    import json
+
+    try:
+        with open(os.path.join(entry, "meta.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_file(os.path.join(entry, "tokenizer.json"))
+        backend.no_truncation()
+        backend.no_padding()
+        os.utime(entry)  # recently used: kept by the pruning in _store
+        return FastTokenCounter(
+            backend,
+            name,
+            vocab_size=int(meta["vocab_size"]),
+            cleanup=bool(meta["cleanup"]),
+            has_chat_template=bool(meta["has_chat_template"]),
+            load_full=load,
+        )
+    except Exception:
+        return None
+
+
+def _store(entry: str, tok: Any) -> None:
+    """Save *tok*'s backend at *entry* if it encodes and decodes exactly as *tok* does;
+    never raises (a run doesn't fail for want of a cache)."""
+    import json
+    import shutil
+    import tempfile
+
+    try:
+        checked = _verified_backend(tok)
+        if checked is None:
+            return
+        backend, cleanup = checked
+        root = os.path.dirname(entry)
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=root, prefix=".tmp-")
+        try:
+            backend.save(os.path.join(tmp, "tokenizer.json"))
+            meta = {
+                "vocab_size": int(tok.vocab_size),
+                "cleanup": cleanup,
+                "has_chat_template": bool(getattr(tok, "chat_template", None)),
+            }
+            with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+            os.replace(tmp, entry)  # atomic: a reader sees all of it or none
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        _prune(root)
+    except Exception:
+        return
+
+
+def _prune(root: str) -> None:
+    entries = [os.path.join(root, e) for e in os.listdir(root) if not e.startswith(".")]
+    entries.sort(key=os.path.getmtime, reverse=True)
+    import shutil
+
+    for old in entries[CACHE_ENTRIES:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _verified_backend(tok: Any) -> tuple[Any, bool] | None:
+    """A copy of *tok*'s ``tokenizers`` backend and whether decoding applies
+    transformers' clean-up, if on the probe texts, the tokenizer's added tokens and ids
+    across the vocabulary the copy encodes and decodes exactly as *tok* (transformers
+    v5 rebuilds some tokenizers from vocab and merges, so tokenizer.json alone is not
+    proof); else None. Tokenizers whose class is not transformers' own (remote code)
+    or that split special tokens are never cached."""
+    backend_tok = getattr(tok, "backend_tokenizer", None)
+    if backend_tok is None or not type(tok).__module__.startswith("transformers."):
+        return None
+    if getattr(tok, "split_special_tokens", False):
+        return None
+    # The backend itself, not a copy (parsing a large vocabulary again costs ~0.5 s):
+    # its saved form reloads losslessly, and the loader turns truncation and padding
+    # off as transformers does for each call.
+    backend = backend_tok
+    added = [str(t) for t in tok.get_added_vocab()]
+    texts = [*_PROBES, *added, " ".join(added), "x".join(added[:50])]
+    sequences: list[list[int]] = []
+    for text in texts:
+        want = list(tok(text, add_special_tokens=False).input_ids)
+        if backend.encode(text, add_special_tokens=False).ids != want:
+            return None
+        sequences.append(want)
+    vocab = int(tok.vocab_size)
+    total = len(tok)
+    sequences.append(list(range(min(vocab, 256))))
+    sequences.append([(k * 7919 + 13) % vocab for k in range(512)])
+    sequences.append(list(range(vocab, total))[:256])
+    decoded = [(str(tok.decode(ids)), str(backend.decode(ids, skip_special_tokens=False)))
+               for ids in sequences if ids]  # fmt: skip
+    for cleanup in (False, True):
+        if all(want == (_clean_up(raw) if cleanup else raw) for want, raw in decoded):
+            break
+    else:
+        return None
+    # When no probe told the two apart, a tokenizer that asks for clean-up is not cached.
+    if getattr(tok, "clean_up_tokenization_spaces", False) and all(
+        _clean_up(raw) == raw for _, raw in decoded
+    ):
+        return None
+    for text, _ in decoded:  # the random dataset re-encodes decoded ids
+        if backend.encode(text, add_special_tokens=False).ids != list(
+            tok(text, add_special_tokens=False).input_ids
+        ):
+            return None
+    return backend, cleanup
 
 
 def _import_transformers_quietly() -> None:
