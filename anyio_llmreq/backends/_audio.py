@@ -6,8 +6,6 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar, final
 
-import attrs
-
 from .._exceptions import ConfigError, StreamProtocolError
 from .._models import (
     Accumulator,
@@ -23,6 +21,7 @@ from .._models import (
 )
 from ._base import (
     Framing,
+    Stateless,
     base_headers,
     error_message,
     event_object,
@@ -101,8 +100,7 @@ def _usage(usage: Any) -> UsageDelta | None:
 
 
 @final
-@attrs.frozen
-class OpenAIAudio:
+class OpenAIAudio(Stateless):
     """Speech to text, streamed as chat-style chunks (vLLM's form fields and order).
 
     Sans-IO: it takes the audio prepared, never raw. ``multi_modal_content`` holds
@@ -117,6 +115,8 @@ class OpenAIAudio:
     field), and the request's ``language`` is honoured (default ``"en"``). A JSON
     ``{"text": ...}`` answer, from servers that don't stream, is read as well.
     """
+
+    __slots__ = ()
 
     name: ClassVar[str] = "openai-audio"
     framing: ClassVar[Framing] = "sse"

@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+import attrs
+
 from .._exceptions import ConfigError, StreamProtocolError
 from .._json import loads
 from .._models import (
@@ -27,6 +29,7 @@ from .._models import (
 __all__ = [
     "Backend",
     "Framing",
+    "Stateless",
     "TokenTextBackend",
     "base_headers",
     "decode_json",
@@ -94,6 +97,17 @@ class TokenTextBackend(Backend, Protocol):
     """
 
     def token_text(self, data: str, /) -> str | None: ...
+
+
+@attrs.frozen
+class Stateless:
+    """The base of the built-in backends, which have no fields: subclasses are immutable
+    ``attrs`` classes (``attrs.has``, ``attrs.evolve`` and ``attrs.asdict`` work), equal
+    to instances of their own class only, repr'd as ``Name()``, with no ``__dict__``.
+
+    Subclasses declare ``__slots__ = ()`` and are not decorated: attrs generates (and
+    compiles) the methods once, here, not once per backend class at import.
+    """
 
 
 def validate_url(url: str, api_name: str, suffixes: Iterable[str]) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, final
 
-import attrs
-
 from .._exceptions import StreamProtocolError
 from .._models import (
     Accumulator,
@@ -21,6 +19,7 @@ from .._models import (
 )
 from ._base import (
     Framing,
+    Stateless,
     base_headers,
     error_message,
     event_object,
@@ -53,13 +52,14 @@ def _text(obj: dict[str, Any]) -> Any:
 
 
 @final
-@attrs.frozen
-class DeepSpeedMII:
+class DeepSpeedMII(Stateless):
     """A DeepSpeed-MII server. The payload is vLLM's; the answer is one JSON body.
 
     The OpenAI shape (``choices[0].text``) and the legacy one (``text[0]``) are read;
     any other body fails the request (vLLM counts it as a success). TTFT equals latency.
     """
+
+    __slots__ = ()
 
     name: ClassVar[str] = "deepspeed-mii"
     framing: ClassVar[Framing] = "json"

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, final
 
-import attrs
-
 from .._exceptions import ConfigError, StreamProtocolError
 from .._json import token_loads
 from .._models import (
@@ -23,6 +21,7 @@ from .._models import (
 )
 from ._base import (
     Framing,
+    Stateless,
     base_headers,
     error_message,
     event_object,
@@ -62,13 +61,14 @@ def _bad_shape(obj: dict[str, Any]) -> StreamProtocolError:
 
 
 @final
-@attrs.frozen
-class OpenAICompletions:
+class OpenAICompletions(Stateless):
     """``/v1/completions``, streaming. The payload is byte-for-byte vLLM's.
 
     Any event whose first choice has non-empty ``text`` is a token event; usage is read
     from any event that has it (with or without choices), as llama.cpp sends it.
     """
+
+    __slots__ = ()
 
     name: ClassVar[str] = "openai"
     framing: ClassVar[Framing] = "sse"
@@ -166,13 +166,14 @@ def chat_deltas(choice: dict[str, Any], deltas: list[Delta]) -> None:
 
 
 @final
-@attrs.frozen
-class OpenAIChat:
+class OpenAIChat(Stateless):
     """``/v1/chat/completions``, streaming. The payload is byte-for-byte vLLM's.
 
     TTFT is stamped on the first event carrying content, reasoning or a tool call, not on
     the role-only first chunk; usage is read from any event that carries it.
     """
+
+    __slots__ = ()
 
     name: ClassVar[str] = "openai-chat"
     framing: ClassVar[Framing] = "sse"

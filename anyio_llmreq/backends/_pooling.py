@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, final
 
-import attrs
-
 from .._exceptions import ConfigError, StreamProtocolError
 from .._models import (
     Accumulator,
@@ -18,7 +16,7 @@ from .._models import (
     SSEEvent,
     UsageDelta,
 )
-from ._base import Framing, base_headers, decode_json, error_message, validate_url
+from ._base import Framing, Stateless, base_headers, decode_json, error_message, validate_url
 
 __all__ = ["OpenAIEmbeddings", "VLLMPooling", "VLLMRerank"]
 
@@ -66,7 +64,7 @@ def _finalize(acc: Accumulator) -> Completion:
     return Completion("", prompt_tokens=acc.prompt_tokens, prompt_len=acc.prompt_tokens)
 
 
-class _PoolingResponse:
+class _PoolingResponse(Stateless):
     """How the three pooling backends read their (non-streaming) JSON answer."""
 
     __slots__ = ()
@@ -80,10 +78,11 @@ class _PoolingResponse:
 
 
 @final
-@attrs.frozen
 class OpenAIEmbeddings(_PoolingResponse):
     """``/v1/embeddings``. Succeeds with empty text; ``prompt_len`` is the server's
     ``usage.prompt_tokens`` and TTFT equals latency."""
+
+    __slots__ = ()
 
     name: ClassVar[str] = "openai-embeddings"
 
@@ -98,10 +97,11 @@ class OpenAIEmbeddings(_PoolingResponse):
 
 
 @final
-@attrs.frozen
 class VLLMRerank(_PoolingResponse):
     """vLLM's ``/rerank``: the prompt is ``[query, document, ...]``; ``extra_body`` is
     honoured (vLLM's own function drops it)."""
+
+    __slots__ = ()
 
     name: ClassVar[str] = "vllm-rerank"
 
@@ -123,10 +123,11 @@ class VLLMRerank(_PoolingResponse):
 
 
 @final
-@attrs.frozen
 class VLLMPooling(_PoolingResponse):
     """vLLM's ``/pooling``: a dict prompt is merged into the payload, anything else is
     sent as ``input``."""
+
+    __slots__ = ()
 
     name: ClassVar[str] = "vllm-pooling"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, final
 
-import attrs
-
 from .._exceptions import StreamProtocolError
 from .._models import (
     END,
@@ -22,7 +20,7 @@ from .._models import (
     TokenDelta,
     UsageDelta,
 )
-from ._base import Framing, base_headers, decode_json, error_message, validate_url
+from ._base import Framing, Stateless, base_headers, decode_json, error_message, validate_url
 
 __all__ = ["TGI"]
 
@@ -42,8 +40,7 @@ def _details(obj: dict[str, Any], deltas: list[Delta]) -> None:
 
 
 @final
-@attrs.frozen
-class TGI:
+class TGI(Stateless):
     """TGI's ``/generate_stream``: one event per token. The payload is vLLM's.
 
     A token with ``special: true`` (the EOS TGI sends last) is counted but is not
@@ -51,6 +48,8 @@ class TGI:
     the token count is ``details.generated_tokens``, else the number of token events.
     No ``Authorization`` header is sent.
     """
+
+    __slots__ = ()
 
     name: ClassVar[str] = "tgi"
     framing: ClassVar[Framing] = "sse"

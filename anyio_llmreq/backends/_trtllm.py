@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, final
 
-import attrs
-
 from .._exceptions import StreamProtocolError
 from .._models import (
     Accumulator,
@@ -17,20 +15,21 @@ from .._models import (
     SSEEvent,
     TextDelta,
 )
-from ._base import Framing, base_headers, error_message, event_object, validate_url
+from ._base import Framing, Stateless, base_headers, error_message, event_object, validate_url
 
 __all__ = ["TensorRTLLM"]
 
 
 @final
-@attrs.frozen
-class TensorRTLLM:
+class TensorRTLLM(Stateless):
     """Triton's ``generate_stream`` endpoint. The payload is vLLM's.
 
     ``text_output`` of every event is concatenated. Triton reports no token counts, so
     ``output_tokens`` is left for the consumer to count. No ``Authorization`` header
     is sent.
     """
+
+    __slots__ = ()
 
     name: ClassVar[str] = "tensorrt-llm"
     framing: ClassVar[Framing] = "sse"
