@@ -173,3 +173,46 @@ def test_word_counts_against_a_real_server_are_credited_to_the_flag() -> None:
         run_benchmark(config, stdout=out)
     line = next(x for x in out.getvalue().splitlines() if x.startswith("Input token counts"))
     assert line.endswith("whitespace words (--tokenizer-mode words)"), line
+
+
+@pytest.mark.parametrize(
+    ("backend", "options"),
+    [("asyncio", {}), ("asyncio", {"use_uvloop": True}), ("trio", {})],
+    ids=["asyncio", "uvloop", "trio"],
+)
+def test_loop_lag_is_sampled_only_while_requests_are_in_flight(backend, options):
+    import anyio
+
+    from anyio_llmreq.bench._selfcheck import LoopLagMonitor
+
+    async def main() -> tuple[int, int, int, LoopLagMonitor]:
+        monitor = LoopLagMonitor(interval=0.005)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(monitor.run)
+            await anyio.sleep(0.05)
+            idle = len(monitor.samples)
+            monitor.enter()
+            monitor.enter()
+            monitor.leave()  # one still in flight
+            await anyio.sleep(0.1)
+            busy = len(monitor.samples)
+            monitor.leave()
+            await anyio.sleep(0.02)  # a timer set before the last leave may still fire
+            settled = len(monitor.samples)
+            await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        return idle, busy, settled, monitor
+
+    idle, busy, settled, monitor = anyio.run(main, backend=backend, backend_options=options)
+    assert idle == 0 and busy > 0
+    assert len(monitor.samples) == settled  # nothing in flight: no more wake-ups
+    assert len(monitor.starts) == len(monitor.samples)
+    assert all(lag >= 0 for lag in monitor.samples)
+    assert monitor.starts == sorted(monitor.starts) and monitor.starts[0] >= 0.05
+
+
+def test_since_keeps_the_samples_whose_timer_was_set_after_the_burst():
+    from anyio_llmreq.bench._selfcheck import since
+
+    assert since([0.08, 0.001, 0.002], [0.0, 0.09, 0.12], issue_s=0.08) == [0.001, 0.002]
+    assert since([0.08, 0.001], [0.0, 0.09], issue_s=0.0) == [0.08, 0.001]

@@ -287,6 +287,9 @@ KNOWN = {
     # The hub reachability check before loading a tokenizer: a daemon thread, so that a
     # name lookup a socket timeout cannot bound is abandoned after its 3 s, not waited on.
     ("bench/_tokens.py", "Thread("),
+    # The bench's loop-lag timer (asyncio): one callback at a time, re-armed only while a
+    # request is in flight and cancelled when the monitor's task ends with the run.
+    ("bench/_selfcheck.py", "call_later("),
     # The bench's result readers: a blocked pipe read is abandoned on cancel; the worker
     # processes are then terminated, which ends the read.
     ("bench/_workers.py", "abandon_on_cancel=True"),

@@ -136,7 +136,7 @@ async def drive(
     """
     records: list[RequestRecord] = []
     limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
-    monitor = LoopLagMonitor()
+    monitor = LoopLagMonitor(origin=start)
     interrupted = [False]
     caught: list[int] = []
     sent = 0
@@ -148,13 +148,17 @@ async def drive(
 
         async def one(item: ScheduledRequest) -> None:
             dispatched = clock()
-            if limiter is not None:
-                async with limiter:
-                    acquired = clock()
+            monitor.enter()
+            try:
+                if limiter is not None:
+                    async with limiter:
+                        acquired = clock()
+                        out = await send_counted(client, backend, item.request)
+                else:
+                    acquired = dispatched
                     out = await send_counted(client, backend, item.request)
-            else:
-                acquired = dispatched
-                out = await send_counted(client, backend, item.request)
+            finally:
+                monitor.leave()
             out.client_queue_time = acquired - dispatched
             rec = RequestRecord(
                 index=item.index,
@@ -195,6 +199,7 @@ async def drive(
     end = clock()
     stats = PhaseStats(
         loop_lags=monitor.samples,
+        loop_lag_starts=monitor.starts,
         cpu_s=time.process_time() - cpu0,
         wall_s=end - wall0,
         end=end,

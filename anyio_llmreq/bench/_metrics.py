@@ -304,7 +304,7 @@ class Measured:
 def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Measured:
     """The metrics of *execution* (finished requests only) as *config* selects them."""
     from ._schedule import rps_change_events
-    from ._selfcheck import after_burst, evaluate_self_check
+    from ._selfcheck import after_burst, evaluate_self_check, since
 
     records = execution.records
     goodput = dict(config.goodput) if config.goodput else None
@@ -333,9 +333,15 @@ def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Me
     # client takes to issue them, and the loop is busy issuing meanwhile, by design.
     burst = math.isinf(plan.request_rate) and plan.ramp_up is None
     issue_s = max(send_lags, default=0.0) if burst else 0.0
+    loop_lags: list[float] = []
+    for s in execution.stats:
+        if len(s.loop_lag_starts) == len(s.loop_lags):
+            loop_lags += since(s.loop_lags, s.loop_lag_starts, issue_s)
+        else:
+            loop_lags += after_burst(s.loop_lags, issue_s)
     check = evaluate_self_check(
         send_lags=send_lags,
-        loop_lags=[x for s in execution.stats for x in after_burst(s.loop_lags, issue_s)],
+        loop_lags=loop_lags,
         queue_times=[r.output.client_queue_time for r in records],
         cpu_s=execution.cpu_s,
         wall_s=execution.duration,

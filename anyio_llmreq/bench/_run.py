@@ -18,6 +18,7 @@ from .._client import Client
 from .._models import RequestFuncOutput
 from ._config import BenchConfig, UsageError
 from ._execute import Executor, RequestRecord
+from ._limits import check_fd_budget, peak_streams, raise_fd_limit
 from ._metrics import BenchmarkMetrics, measure
 from ._plan import WorkloadPlan, attach_media, plan_workload
 from ._records import RecordSink, write_result
@@ -104,6 +105,7 @@ async def arun_benchmark(
     config.validate(set(OPENAI_COMPATIBLE_BACKENDS))
     get_backend(config.backend)  # ConfigError early for an unknown name
     check_environment(config)
+    raise_fd_limit()  # one socket per stream: 1024 (a common soft limit) is not enough
     console = Console(config.scrubber(), stdout, config.quiet)
     # Before any server starts: a tokenizer that can't load stops the bench at once.
     counter = preload_counter(config, console)
@@ -134,6 +136,11 @@ async def _run(
 ) -> BenchmarkResult:
     target = await resolve_target(config, base_url, console, counter)
     plan = plan_workload(config, target)
+    burst = plan.ramp_up is None
+    peak = peak_streams(len(plan.requests), plan.max_concurrency, plan.request_rate, burst)
+    # The embedded server's end of each connection is in this process too.
+    both_ends = config.embedded and plan.workers == 1
+    check_fd_budget(peak, plan.workers, per_stream=2 if both_ends else 1)
     plan = await anyio.to_thread.run_sync(attach_media, plan)
     console.say_lines(intro_lines(config, plan))
     with RecordSink(config, console.scrub, len(plan.requests)) as sink:
