@@ -13,6 +13,8 @@ loop share one pooled ``Client``; it is closed when the event loop ends. Its dea
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
@@ -65,9 +67,28 @@ class _Shared:
     client: Client
     # Keeps the lifetime generator alive until the event loop finalizes it.
     lifetime: AsyncGenerator[None, None]
+    # The event loop (asyncio) or run (trio token) it belongs to; None: unknown.
+    owner: object = None
 
 
 _SHARED: RunVar[_Shared] = RunVar("anyio_llmreq.shared_client")
+# The shared client last looked up, with its loop: a ``RunVar`` lookup (anyio's backend
+# detection, then a weak mapping) costs more per request than all of this module.
+_last: _Shared | None = None
+
+
+def _run_owner() -> object:
+    """The running asyncio loop or trio run (its token); None when neither is known."""
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        return loop
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+    return None
 _default_timeouts = Timeouts()
 
 
@@ -91,18 +112,29 @@ async def shared_client() -> Client:
     ``shutdown_asyncgens``, trio finalizes leftover generators at the end of
     ``trio.run``), and its ``finally`` closes the client. No task is left running.
     """
-    try:
-        client = _SHARED.get().client
-    except LookupError:
-        pass
-    else:
+    global _last
+    owner = _run_owner()
+    shared = _last
+    if shared is None or owner is None or shared.owner is not owner:
+        try:
+            shared = _SHARED.get()
+        except LookupError:
+            shared = None
+        if shared is not None and owner is not None:
+            shared.owner = owner
+            _last = shared
+    if shared is not None:
+        client = shared.client
         client.timeouts = _default_timeouts
         return client
     client = Client(timeouts=_default_timeouts)
     await client.__aenter__()
     lifetime = _close_at_loop_end(client)
     await lifetime.__anext__()
-    _SHARED.set(_Shared(client, lifetime))
+    shared = _Shared(client, lifetime, owner)
+    _SHARED.set(shared)
+    if owner is not None:
+        _last = shared
     return client
 
 

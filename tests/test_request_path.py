@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 
@@ -269,3 +270,45 @@ async def test_mock_transport_takes_the_httpx_path() -> None:
             "openai-embeddings", _inp("/v1/embeddings", api_url="http://h/v1/embeddings")
         )
     assert out.success, out.error
+
+
+def test_the_shared_client_is_one_per_event_loop() -> None:
+    """The drop-in functions' client is cached per loop (not looked up in a RunVar each
+    time): the same within a loop, a fresh one in the next loop, the old one closed."""
+    import asyncio
+
+    from anyio_llmreq._compat import shared_client
+
+    async def twice() -> tuple[Client, Client]:
+        return await shared_client(), await shared_client()
+
+    first = asyncio.run(twice())
+    second = asyncio.run(twice())
+    assert first[0] is first[1] and second[0] is second[1]
+    assert first[0] is not second[0]
+    assert first[0]._http is None  # closed when its loop ended
+    trio_pair = anyio.run(twice, backend="trio")
+    assert trio_pair[0] is trio_pair[1] and trio_pair[0] not in (first[0], second[0])
+
+
+async def test_a_fast_request_output_is_built_whole() -> None:
+    """The output's derived fields (ttft, latency, tpot, the usage count) on the fast
+    path, with a server usage count and without one."""
+    body = (
+        b'data: {"choices":[{"text":" a"}]}\n\ndata: {"choices":[{"text":" b"}]}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    reply = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+    with _serve([reply]) as server:
+        url = f"http://127.0.0.1:{server.port}/v1/completions"
+        async with Client() as c:
+            out = await c.send("openai", RequestFuncInput("hi", url, 7, 4, "m"))
+    assert out.success and out.error == "" and out.generated_text == " a b"
+    assert out.output_tokens == 3 and out.output_tokens_source == "usage"
+    assert out.prompt_tokens == 2 and out.prompt_len == 7 and out.status_code == 200
+    assert out.ttft > 0 and out.latency >= out.ttft and len(out.itl) == 1
+    assert out.tpot == pytest.approx((out.latency - out.ttft) / 2)

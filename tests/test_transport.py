@@ -849,3 +849,69 @@ async def test_thousand_concurrent_streams(serve: Callable[..., Server]) -> None
                 tg.start_soon(one)
         assert sum(len(dq) for dq in transport._idle.values()) == server.connections
     assert results == [b"".join(EVENTS)] * 1000
+
+
+# -- the head's read timeout on the watchdog (no cancel scope per request) --------------
+
+
+async def test_read_timeout_counts_from_each_read_of_the_head(
+    serve: Callable[..., Server],
+) -> None:
+    """Each wait for the head has the whole read timeout: a head trickling in slower
+    than that in total is read; one that stalls half-way times out."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok"
+
+    async def trickle(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(head[:10], head[10:25], head[25:], delay=0.12)
+
+    timeout = httpx.Timeout(5.0, read=0.2)
+    async with client(serve(trickle), timeout=timeout) as c:
+        response = await c.get("/")
+    assert response.content == b"ok"
+
+    server = serve(stall_after(head[:20]))
+    async with client(server, timeout=timeout) as c:
+        start = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout, match="response headers"):
+            await c.get("/")
+        assert 0.15 < time.perf_counter() - start < 2.0
+    await wait_for(server.client_closed)
+
+
+async def test_the_watchdog_holds_only_what_waits(serve: Callable[..., Server]) -> None:
+    """A response read whole with its head never enters the watchdog's set; a timed-out
+    head leaves it, and the connection is not reused."""
+    transport = AnyioTransport(trust_env=False)
+    server = serve(respond_forever(CHUNKED_HEAD + chunked(*EVENTS)))
+    async with client(server, transport, timeout=httpx.Timeout(5.0, read=1.0)) as c:
+        for _ in range(3):
+            assert (await c.get("/")).content == b"".join(EVENTS)
+        watchdog = transport._watchdog
+        assert watchdog is not None and not watchdog._active
+    stalled = serve(stall_after(b""))
+    transport = AnyioTransport(trust_env=False)
+    async with client(stalled, transport, timeout=httpx.Timeout(5.0, read=0.1)) as c:
+        for _ in range(2):
+            with pytest.raises(httpx.ReadTimeout):
+                await c.get("/")
+        watchdog = transport._watchdog
+        assert watchdog is not None and not watchdog._active
+        assert not any(transport._idle.values())
+    assert stalled.connections == 2
+
+
+def test_a_whole_chunked_body_in_one_read_is_decoded_at_once() -> None:
+    from anyio_llmreq._transport._http11 import ChunkedDecoder
+
+    for data, payloads, clean in [
+        (chunked(*EVENTS), EVENTS, True),
+        (chunked(b"a\r\nb"), [b"a\r\nb"], True),
+        (b"0\r\n\r\n", [], True),
+        (chunked(EVENTS[0]) + b"junk\r\n", [EVENTS[0]], False),
+        (chunked(EVENTS[0], trailer=b"X: y\r\n"), [EVENTS[0]], True),
+    ]:
+        for _ in range(2):  # the second time, the size lines are known ones
+            decoder = ChunkedDecoder()
+            assert decoder.decode(data) == payloads
+            assert decoder.done and decoder.clean == clean

@@ -253,6 +253,12 @@ class AsyncioStream(anyio.abc.ByteStream):
             self._transport.resume_reading()
 
     async def send(self, item: bytes) -> None:
+        if not self.send_nowait(item):
+            await self.drain()
+
+    def send_nowait(self, item: bytes) -> bool:
+        """Start sending *item*; False when ``drain`` must be awaited before it counts as
+        sent (the transport's buffer is over its high-water mark), else True."""
         protocol = self._protocol
         if self._closed:
             raise anyio.ClosedResourceError
@@ -261,7 +267,11 @@ class AsyncioStream(anyio.abc.ByteStream):
                 raise anyio.BrokenResourceError from protocol.exception
             raise anyio.ClosedResourceError
         self._transport.write(item)
-        waiter = protocol.write_waiter
+        return protocol.write_waiter is None
+
+    async def drain(self) -> None:
+        """Wait until what ``send_nowait`` started is sent (or the connection is lost)."""
+        waiter = self._protocol.write_waiter
         if waiter is not None:
             await asyncio.shield(waiter)
 

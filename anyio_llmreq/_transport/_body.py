@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._pool import Connection
     from ._timers import Watchdog
 
-__all__ = ["Body", "ChunkedFraming", "CloseFraming", "Framing", "LengthFraming"]
+__all__ = ["Body", "ChunkedFraming", "CloseFraming", "Framing", "LengthFraming", "shutdown"]
 
 _INF: Final = math.inf
 
@@ -135,6 +135,7 @@ class Body(TimedBody):
         "_release",
         "_wait_start",
         "_watchdog",
+        "_watching",
         "arrival",
         "can_push",
     )
@@ -163,6 +164,7 @@ class Body(TimedBody):
         self._keep_alive = keep_alive
         self._read_timeout = read_timeout
         self._watchdog: Watchdog | None = None
+        self._watching = False  # in the watchdog's set: from the first wait for a read
         self._wait_start: float | None = None  # while waiting on a read
         self._expired: str | None = None
         # Pushing needs the connection's push and a payload per read to hand over.
@@ -225,8 +227,11 @@ class Body(TimedBody):
         if initial:
             done = sink(initial, arrival.time)
         while not done:
-            if watched and self._wait_start is None:
-                self._wait_start = perf_counter()  # else from the read that came with the head
+            if watched:
+                if self._wait_start is None:
+                    self._wait_start = perf_counter()  # else from the read with the head
+                if not self._watching:
+                    self._start_watching()
             done = await own.push(sink)
             if not done:
                 # The connection ended or failed before the body: a read says why.
@@ -249,6 +254,8 @@ class Body(TimedBody):
             raise StopAsyncIteration
         if self._watchdog is not None:
             self._wait_start = perf_counter()
+            if not self._watching:
+                self._start_watching()
         try:
             data = await self._receive(self._read_size)
         except BaseException as exc:
@@ -307,13 +314,22 @@ class Body(TimedBody):
     # -- read timeout (the watchdog calls check() from its timer, never during a read) --
 
     def watch(self, watchdog: Watchdog) -> None:
+        """Enforce the read timeout with *watchdog*, from the first wait for a read on:
+        a body that came whole with its head (most short responses) never waits, so
+        it costs the watchdog nothing."""
         self._watchdog = watchdog
-        watchdog.add(self, self.check(perf_counter()))
+
+    def _start_watching(self) -> None:
+        assert self._watchdog is not None and self._wait_start is not None
+        self._watching = True
+        self._watchdog.add(self, self.check(self._wait_start))
 
     def _unwatch(self) -> None:
-        if self._watchdog is not None:
+        if self._watching:
+            assert self._watchdog is not None
             self._watchdog.discard(self)
-            self._watchdog = None
+            self._watching = False
+        self._watchdog = None
 
     def check(self, now: float) -> float:
         """Expire the body if it waited too long; return when to check it next."""
@@ -332,16 +348,20 @@ class Body(TimedBody):
         self._expired = reason
         conn = self._conn
         if conn is not None:
-            # Shutting the socket down wakes the pending receive with EOF on every
-            # backend, without a cancel scope around each read.
-            try:
-                raw = conn.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-                try:
-                    raw.shutdown(socket.SHUT_RDWR)
-                except TypeError:
-                    # uvloop's transport sockets refuse shutdown(); a dup of the fd does not.
-                    with socket.socket(fileno=os.dup(raw.fileno())) as dup:
-                        dup.shutdown(socket.SHUT_RDWR)
-            except (OSError, anyio.TypedAttributeLookupError):
-                pass
+            shutdown(conn.stream)
         return _INF
+
+
+def shutdown(stream: anyio.abc.ByteStream) -> None:
+    """Shut *stream*'s socket down: that wakes a pending receive with EOF on every
+    backend, which is how a timed-out read ends without a cancel scope around it."""
+    try:
+        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except TypeError:
+            # uvloop's transport sockets refuse shutdown(); a dup of the fd does not.
+            with socket.socket(fileno=os.dup(raw.fileno())) as dup:
+                dup.shutdown(socket.SHUT_RDWR)
+    except (OSError, anyio.TypedAttributeLookupError):
+        pass

@@ -162,6 +162,8 @@ def framing(
 
 
 _SIZE: Final = 0
+# "0\r\n\r\n" (the last chunk, no trailers) split at its CRLFs.
+_LAST_CHUNK_PARTS: Final = [b"0", b"", b""]
 _TRAILERS: Final = 1
 _DONE: Final = 2
 
@@ -202,8 +204,14 @@ class ChunkedDecoder:
             # check and the slicing run in C, not once per chunk in Python.
             parts = data.split(b"\r\n")
             payloads = parts[1::2]
-            if list(map(_CHUNK_SIZES.get, parts[:-1:2])) == list(map(len, payloads)):
+            sizes = list(map(_CHUNK_SIZES.get, parts[:-1:2]))
+            if sizes == list(map(len, payloads)):
                 return payloads
+            if parts[-3:] == _LAST_CHUNK_PARTS and sizes[:-1] == list(map(len, payloads[:-1])):
+                # The same, ending with the last chunk and no trailers: a short response
+                # read whole in one read.
+                self._state = _DONE
+                return payloads[:-1]
         out: list[bytes] = []
         if self._partial:
             data = self._partial + data

@@ -99,6 +99,13 @@ class OwnStream(Protocol):
         """Whether, while idle, the stream is known closed or holds unasked-for bytes
         (False: ask the socket)."""
 
+    def send_nowait(self, item: bytes) -> bool:
+        """Start sending *item* without waiting; False: ``drain`` must be awaited for
+        the rest. Raises what ``send`` raises."""
+
+    async def drain(self) -> None:
+        """Finish what ``send_nowait`` started."""
+
     async def push(self, sink: Sink) -> bool:
         """Hand each read to *sink* until it returns True; then return True. Return
         False when the stream ends, fails or closes first: ``receive`` says why."""

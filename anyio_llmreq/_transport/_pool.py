@@ -15,7 +15,7 @@ import socket
 import ssl
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any, Final
 
@@ -25,7 +25,7 @@ import attrs
 import httpx
 
 from ._asyncio_protocol import ReadBatch, open_asyncio_stream
-from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming
+from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming, shutdown
 from ._errors import describe, describe_os_error
 from ._http11 import MAX_HEAD, RawHeaders, encode_head, framing, parse_head
 from ._interface import ARRIVAL_EXTENSION, Arrival, OwnStream
@@ -39,17 +39,48 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _INF: Final = math.inf
 
 _Key = tuple[str, str, int]
+# A server sends the same response head again and again (a Date changes once a second):
+# its parse and framing, by (head, method, keep-alive asked), cost one dict lookup.
+# The headers list is shared by the responses with that head, so it is never mutated.
+_Parsed = tuple[bytes, int, bytes, RawHeaders, "int | None", bool, bool]
+_PARSED_HEADS: dict[tuple[bytes, str, bool], _Parsed] = {}
+_PARSED_HEADS_MAX: Final = 256
+_PARSED_HEAD_BYTES: Final = 2048  # larger heads are parsed each time: a bounded cache
 
 
 @attrs.define(eq=False)
 class Connection:
     """One pooled connection: its stream, and the same stream as an ``OwnStream`` when
-    it is one of ours (None: anyio's own, trio over TLS)."""
+    it is one of ours (None: anyio's own, trio over TLS).
+
+    While a response head is awaited the connection is in the watchdog's set
+    (``check``), which enforces the read timeout as it does for bodies: no cancel
+    scope (and its timer) per request.
+    """
 
     stream: anyio.abc.ByteStream
     key: _Key
     own: OwnStream | None
+    # The socket's descriptor, for the idle check (-1: none).
+    fd: int = attrs.field(default=attrs.Factory(lambda self: _fileno(self.stream), takes_self=True))
     idle_since: float = 0.0
+    # The wait for the response head: its start, its limit, and whether it ran out.
+    wait_start: float | None = None
+    head_timeout: float = _INF
+    timed_out: bool = False
+
+    def check(self, now: float) -> float:
+        """The watchdog's check of the wait for the response head (see ``Watchdog``)."""
+        wait_start = self.wait_start
+        if wait_start is None:
+            return _INF
+        due = wait_start + self.head_timeout
+        if now < due:
+            return due
+        self.timed_out = True
+        self.wait_start = None
+        shutdown(self.stream)  # the pending receive ends with EOF
+        return _INF
 
 
 class AnyioTransport(httpx.AsyncBaseTransport):
@@ -183,34 +214,40 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         """
         if body is not None and chunked_body:
             body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
-        read_timeout = timeouts.get("read")
-        scheme, host, port = key
         conn = await self._checkout(key)
-        phase = "connect"
-        with anyio.CancelScope() as scope:
-            try:
-                if conn is None:
-                    scope.deadline = _until(timeouts.get("connect"))
+        try:
+            if conn is None:
+                scheme, host, port = key
+                with anyio.CancelScope(deadline=_until(timeouts.get("connect"))):
                     conn = await self._connect(host, port, scheme, key)
-                phase = "write"
-                scope.deadline = _until(timeouts.get("write"))
-                if body is not None:
-                    await _send_bytes(conn, head, body)
-                else:
-                    await _send_stream(conn, head, request.stream, chunked_body)
-                phase = "read"
-                scope.deadline = _until(read_timeout)
-                return await self._read_response(conn, scope, method, keep_alive, read_timeout)
-            except BaseException:
-                if conn is not None:
-                    await anyio.aclose_forcefully(conn.stream)
-                raise
-        # Only reached when our own scope timed out.
-        if phase == "connect":
-            raise httpx.ConnectTimeout(f"Timed out connecting to {host}:{port}", request=request)
-        if phase == "write":
-            raise httpx.WriteTimeout("Timed out sending the request", request=request)
-        raise httpx.ReadTimeout("Timed out waiting for the response headers", request=request)
+                if conn is None:  # our scope timed out
+                    raise httpx.ConnectTimeout(
+                        f"Timed out connecting to {host}:{port}", request=request
+                    )
+            own = conn.own
+            wait: Awaitable[None] | None
+            if own is not None and body is not None and len(body) <= _ONE_SEND:
+                # The usual request: it fits the socket's buffer and is sent without a
+                # wait, so there is no write deadline to set (a cancel scope and a timer).
+                wait = None if _send_now(own, head + body) else _drain(own)
+            elif body is not None:
+                wait = _send_bytes(conn, head, body)
+            else:
+                wait = _send_stream(conn, head, request.stream, chunked_body)
+            if wait is not None:
+                written = False
+                with anyio.CancelScope(deadline=_until(timeouts.get("write"))):
+                    await wait
+                    written = True
+                if not written:  # our scope timed out
+                    raise httpx.WriteTimeout("Timed out sending the request", request=request)
+            return await self._read_response(
+                conn, method, keep_alive, timeouts.get("read"), request
+            )
+        except BaseException:
+            if conn is not None:
+                await anyio.aclose_forcefully(conn.stream)
+            raise
 
     async def aclose(self) -> None:
         """Close every idle connection; streams still open close theirs when they end."""
@@ -322,10 +359,10 @@ class AnyioTransport(httpx.AsyncBaseTransport):
     async def _read_response(
         self,
         conn: Connection,
-        scope: anyio.CancelScope,
         method: str,
         keep_alive: bool,
         read_timeout: float | None,
+        request: httpx.Request | None,
     ) -> RawResponse:
         receive = conn.stream.receive
         own = conn.own
@@ -335,45 +372,78 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         searched = 0
         first_byte = 0.0
         last = 0.0
-        while True:
-            end = buf.find(b"\r\n\r\n", searched)
-            if end < 0:
-                if len(buf) > MAX_HEAD:
-                    raise httpx.RemoteProtocolError("Response header section exceeds 64 KiB")
-                searched = max(len(buf) - 3, 0)
-                if first_byte:
-                    scope.deadline = _until(read_timeout)
-                try:
-                    data = await receive(read_size)
-                except anyio.EndOfStream as exc:
+        # The read timeout of each wait for the head, on the watchdog (``Connection.check``).
+        watchdog = None
+        if read_timeout is not None:
+            watchdog = self._get_watchdog()
+            conn.head_timeout = read_timeout
+            conn.timed_out = False
+            conn.wait_start = now = perf_counter()
+            watchdog.add(conn, now + read_timeout)
+        try:
+            while True:
+                end = buf.find(b"\r\n\r\n", searched)
+                if end < 0:
+                    if len(buf) > MAX_HEAD:
+                        raise httpx.RemoteProtocolError("Response header section exceeds 64 KiB")
+                    searched = max(len(buf) - 3, 0)
+                    if first_byte and watchdog is not None:
+                        conn.wait_start = perf_counter()
+                    try:
+                        data = await receive(read_size)
+                    except Exception as exc:
+                        if conn.timed_out:
+                            raise _head_timeout(request) from exc
+                        if isinstance(exc, anyio.EndOfStream):
+                            if not first_byte:
+                                raise httpx.RemoteProtocolError(
+                                    "Server disconnected without sending a response."
+                                ) from exc
+                            raise httpx.RemoteProtocolError(
+                                "Server disconnected while sending the response headers."
+                            ) from exc
+                        if isinstance(
+                            exc, anyio.BrokenResourceError | anyio.ClosedResourceError | OSError
+                        ):
+                            raise httpx.ReadError(
+                                f"Error reading the response: {describe(exc)}"
+                            ) from exc
+                        raise
+                    last = clock()
                     if not first_byte:
-                        raise httpx.RemoteProtocolError(
-                            "Server disconnected without sending a response."
-                        ) from exc
-                    raise httpx.RemoteProtocolError(
-                        "Server disconnected while sending the response headers."
-                    ) from exc
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                    raise httpx.ReadError(f"Error reading the response: {describe(exc)}") from exc
-                last = clock()
-                if not first_byte:
-                    first_byte = last
-                buf += data
-                continue
+                        first_byte = last
+                    buf += data
+                    continue
 
-            if end > MAX_HEAD:
-                raise httpx.RemoteProtocolError("Response header section exceeds 64 KiB")
-            version, status, reason, headers = parse_head(buf[:end])
-            buf = buf[end + 4 :]
-            searched = 0
-            if 100 <= status < 200 and status != 101:
-                continue  # interim response (100 Continue, 103 Early Hints)
-            break
+                if end > MAX_HEAD:
+                    raise httpx.RemoteProtocolError("Response header section exceeds 64 KiB")
+                head = buf[:end]
+                buf = buf[end + 4 :]
+                searched = 0
+                parsed = _PARSED_HEADS.get((head, method, keep_alive))
+                if parsed is None:
+                    version, status, reason, headers = parse_head(head)
+                    if 100 <= status < 200 and status != 101:
+                        continue  # interim response (100 Continue, 103 Early Hints)
+                    length, chunked, reusable = framing(
+                        version, status, method, headers, keep_alive=keep_alive
+                    )
+                    parsed = (version, status, reason, headers, length, chunked, reusable)
+                    if len(head) <= _PARSED_HEAD_BYTES:
+                        if len(_PARSED_HEADS) >= _PARSED_HEADS_MAX:
+                            _PARSED_HEADS.clear()
+                        _PARSED_HEADS[head, method, keep_alive] = parsed
+                break
+        finally:
+            if watchdog is not None:
+                conn.wait_start = None
+                watchdog.discard(conn)
+        if conn.timed_out:
+            # It ran out as the last bytes came in: the socket is shut down already.
+            raise _head_timeout(request)
 
         arrival = Arrival(last, first_byte)
-        length, chunked, keep_alive = framing(
-            version, status, method, headers, keep_alive=keep_alive
-        )
+        version, status, reason, headers, length, chunked, keep_alive = parsed
         if length == 0:
             if buf or not keep_alive:
                 await anyio.aclose_forcefully(conn.stream)
@@ -397,8 +467,8 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             read_timeout,
             self._read_size,
         )
-        if read_timeout is not None:
-            stream.watch(self._get_watchdog())
+        if watchdog is not None:
+            stream.watch(watchdog)
         return RawResponse(status, reason, version, headers, stream, arrival)
 
     def _get_watchdog(self) -> Watchdog:
@@ -469,18 +539,26 @@ def _dropped(conn: Connection) -> bool:
     """Whether an idle connection can no longer carry a request (urllib3's check).
 
     An idle HTTP/1.1 connection has nothing to read: a readable one was closed by the
-    server, or holds bytes no request asked for. Either way it is not reused.
+    server, or holds bytes no request asked for. Either way it is not reused. The
+    socket is asked even when the loop has seen nothing: a server's close that came
+    with (or right after) its last response is not read until the loop's next turn.
     """
     if conn.own is not None and conn.own.dropped():
         return True  # e.g. the asyncio loop already read the EOF or the bytes
-    sock = conn.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    # The descriptor was taken at connect time: a stream of ours closed since says so
+    # above, and one of anyio's is closed by the pool alone (never while idle in it).
+    fd = conn.fd
+    return fd >= 0 and _readable(fd)
+
+
+def _fileno(stream: anyio.abc.ByteStream) -> int:
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     if sock is None:
-        return False
+        return -1
     try:
-        fd = sock.fileno()
+        return int(sock.fileno())
     except OSError:
-        return True
-    return fd < 0 or _readable(fd)
+        return -1
 
 
 def _readable(fd: int) -> bool:
@@ -540,10 +618,27 @@ async def _send_stream(
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     """The running asyncio (or uvloop) event loop; None under trio."""
+    # Not get_running_loop(): under trio its RuntimeError would be raised every time.
+    return asyncio._get_running_loop()
+
+
+def _head_timeout(request: httpx.Request | None) -> httpx.ReadTimeout:
+    return httpx.ReadTimeout("Timed out waiting for the response headers", request=request)
+
+
+def _send_now(own: OwnStream, data: bytes) -> bool:
+    """``own.send_nowait(data)``, its errors named as ``_send`` names them."""
     try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+        return own.send_nowait(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+        raise httpx.WriteError(f"Error sending the request: {describe(exc)}") from exc
+
+
+async def _drain(own: OwnStream) -> None:
+    try:
+        await own.drain()
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+        raise httpx.WriteError(f"Error sending the request: {describe(exc)}") from exc
 
 
 def _until(timeout: float | None) -> float:

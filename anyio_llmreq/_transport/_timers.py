@@ -1,10 +1,10 @@
-"""Read timeouts of response bodies: one rarely waking timer per event loop.
+"""Read timeouts of responses (heads and bodies): one rarely waking timer per event loop.
 
-A cancel scope per socket read would cost more than the read. Instead each body stores
-when it started waiting (one attribute store per read), and one timer per loop sleeps
-until the earliest time a body could have waited too long, then asks each body
-(``check``) whether it has; an expired body shuts its socket down, which wakes the
-pending read with an error.
+A cancel scope per socket read would cost more than the read. Instead each waiting body
+(or connection awaiting its response head) stores when it started waiting (one attribute
+store per read), and one timer per loop sleeps until the earliest time one could have
+waited too long, then asks each (``check``) whether it has; an expired one shuts its
+socket down, which wakes the pending read with an error.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncioWatchdog", "TrioWatchdog", "Watchdog"]
 
 _INF: Final = math.inf
+# How long the timer outlives the last watched read (see ``Watchdog.discard``).
+_IDLE_GRACE: Final = 0.05
 
 
 class Watched(Protocol):
@@ -44,12 +46,16 @@ class Watchdog:
             self._arm(due)
 
     def discard(self, body: Watched) -> None:
-        self._active.discard(body)
-        if not self._active and self._due != _INF:
-            # Nothing left to watch: stop the timer instead of letting it sleep until
-            # the last time it was armed for (up to a whole read timeout).
-            self._due = _INF
-            self._disarm()
+        active = self._active
+        active.discard(body)
+        if not active and self._due != _INF:
+            # Nothing left to watch: the timer ends soon, instead of sleeping until the
+            # last time it was armed for (up to a whole read timeout). Not at once: one
+            # request after another would otherwise arm and stop it every time.
+            soon = perf_counter() + _IDLE_GRACE
+            if self._due > soon:
+                self._due = soon
+                self._arm(soon)
 
     def _sweep(self) -> float:
         now = perf_counter()
@@ -67,9 +73,6 @@ class Watchdog:
     def _arm(self, due: float) -> None:
         raise NotImplementedError  # pragma: no cover
 
-    def _disarm(self) -> None:
-        raise NotImplementedError  # pragma: no cover
-
 
 class AsyncioWatchdog(Watchdog):
     """The timer is a ``call_later`` handle of the loop."""
@@ -85,11 +88,6 @@ class AsyncioWatchdog(Watchdog):
         if self._handle is not None:
             self._handle.cancel()
         self._handle = self._loop.call_later(max(due - perf_counter(), 0.0), self._fire)
-
-    def _disarm(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
     def _fire(self) -> None:
         self._handle = None
@@ -118,10 +116,6 @@ class TrioWatchdog(Watchdog):
             # is cancelled when the run ends.
             self._running = True
             trio.lowlevel.spawn_system_task(self._run, name="anyio_llmreq watchdog")
-
-    def _disarm(self) -> None:
-        if self._scope is not None:
-            self._scope.cancel()  # _run sees _due == _INF and ends
 
     async def _run(self) -> None:
         import trio

@@ -43,6 +43,7 @@ class TrioStream(anyio.abc.ByteStream):
         self._sock: socket.socket = inner.extra(anyio.abc.SocketAttribute.raw_socket)
         self._closed = False
         self._error: OSError | None = None  # met while pushing; the next receive raises it
+        self._unsent = b""  # what send_nowait left to drain
         self.arrival = 0.0
         # epoll is Linux's; elsewhere bodies are read by receive().
         self.can_push = _CAN_PUSH
@@ -98,6 +99,26 @@ class TrioStream(anyio.abc.ByteStream):
 
     async def send(self, item: bytes) -> None:
         await self._inner.send(item)
+
+    def send_nowait(self, item: bytes) -> bool:
+        """Send what the socket takes of *item* now; False when ``drain`` must send
+        the rest. A request fits the socket's buffer: no wait, no deadline to set."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            sent = self._sock.send(item)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(item):
+            return True
+        self._unsent = item[sent:]
+        return False
+
+    async def drain(self) -> None:
+        """Send the rest of what ``send_nowait`` took."""
+        rest, self._unsent = self._unsent, b""
+        if rest:
+            await self._inner.send(rest)
 
     async def send_eof(self) -> None:
         await self._inner.send_eof()
