@@ -13,7 +13,6 @@ loop share one pooled ``Client``; it is closed when the event loop ends. Its dea
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
@@ -79,7 +78,10 @@ _last: _Shared | None = None
 
 def _run_owner() -> object:
     """The running asyncio loop or trio run (its token); None when neither is known."""
-    loop = asyncio._get_running_loop()
+    # Through sys.modules: importing the library does not import asyncio (a trio
+    # application never needs it), and no asyncio loop runs before it is imported.
+    asyncio = sys.modules.get("asyncio")
+    loop = None if asyncio is None else asyncio._get_running_loop()
     if loop is not None:
         return loop
     trio = sys.modules.get("trio")

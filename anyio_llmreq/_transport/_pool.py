@@ -8,29 +8,33 @@ connection is checked before reuse instead, and a request once written is never 
 
 from __future__ import annotations
 
-import asyncio
 import math
 import select
 import socket
 import ssl
+import sys
 import urllib.request
 from collections import deque
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
 import attrs
 import httpx
 
-from ._asyncio_protocol import ReadBatch, open_asyncio_stream
 from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming, shutdown
 from ._errors import describe, describe_os_error
 from ._http11 import MAX_HEAD, RawHeaders, encode_head, framing, parse_head
 from ._interface import ARRIVAL_EXTENSION, Arrival, OwnStream
 from ._timers import AsyncioWatchdog, TrioWatchdog, Watchdog
 from ._tls import client_context
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._asyncio_protocol import ReadBatch
 
 __all__ = ["AnyioTransport", "Connection", "RawResponse"]
 
@@ -303,6 +307,10 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         try:
             loop = _running_loop()
             if loop is not None:
+                # Imported here: a trio application never loads asyncio for us, and under
+                # asyncio it is loaded already, so this costs one lookup per connection.
+                from ._asyncio_protocol import ReadBatch, open_asyncio_stream
+
                 batch = self._batch
                 if batch is None or batch.owner is not loop:
                     batch = self._batch = ReadBatch(loop)
@@ -617,9 +625,11 @@ async def _send_stream(
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio (or uvloop) event loop; None under trio."""
+    """The running asyncio (or uvloop) event loop; None under trio (or before asyncio
+    was ever imported, when no asyncio loop can be running)."""
+    asyncio = sys.modules.get("asyncio")
     # Not get_running_loop(): under trio its RuntimeError would be raised every time.
-    return asyncio._get_running_loop()
+    return None if asyncio is None else asyncio._get_running_loop()
 
 
 def _head_timeout(request: httpx.Request | None) -> httpx.ReadTimeout:

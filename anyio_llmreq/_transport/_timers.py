@@ -9,12 +9,13 @@ socket down, which wakes the pending read with an error.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from time import perf_counter
 from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
+    import asyncio
+
     import trio
 
 __all__ = ["AsyncioWatchdog", "TrioWatchdog", "Watchdog"]
