@@ -113,12 +113,15 @@ else:
             return std_loads(data)
         return obj
 
+    _STR_ONLY = frozenset((str,))
+
     def _plain(items: Any, depth: int) -> bool:
         """Whether orjson writes the container *items* byte for byte as the stdlib does."""
         if type(items) is dict:
-            for key in items:
-                if type(key) is not str:
-                    return False
+            if not items:
+                return True
+            if not set(map(type, items)) <= _STR_ONLY:
+                return False
             items = items.values()
         elif len(items) > 16 and set(map(type, items)) <= _LEAVES:
             return True  # a long list of scalars (token ids): one pass in C
@@ -138,7 +141,12 @@ else:
 
     def _orjson_dumps_as_stdlib(obj: Any) -> bytes:
         """``std_dumps(obj)``, through orjson when that gives the same bytes."""
-        if _plain((obj,), 0):
+        kind = type(obj)
+        if kind is dict or kind is list or kind is tuple:
+            plain = _plain(obj, 1)  # the depth the walk gives it under a wrapper
+        else:
+            plain = _plain((obj,), 0)
+        if plain:
             try:
                 return _orjson_dumps(obj)
             except _OrjsonEncodeError:  # integers beyond 64 bits, lone surrogates

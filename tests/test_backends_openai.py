@@ -268,3 +268,11 @@ def test_token_text_claims_plain_token_events() -> None:
     assert OpenAICompletions().token_text('{"choices":[{"text":" hi"}]}') == " hi"
     assert OpenAIChat().token_text('{"choices":[{"delta":{"content":" hi"}}]}') == " hi"
     assert OpenAIChat().token_text('{"choices":[{"delta":{"role":"assistant"}}]}') is None
+
+
+def test_token_text_finds_a_key_spelled_with_escapes() -> None:
+    # Events without the key are rejected before parsing; a key spelled with \u escapes
+    # is still the key, so those events are parsed.
+    assert OpenAICompletions().token_text('{"choices":[{"te\\u0078t":" hi"}]}') == " hi"
+    assert OpenAIChat().token_text('{"choices":[{"delta":{"c\\u006fntent":" hi"}}]}') == " hi"
+    assert OpenAICompletions().token_text('{"choices":[],"usage":{"prompt_tokens":1}}') is None

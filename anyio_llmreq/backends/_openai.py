@@ -93,8 +93,8 @@ class OpenAICompletions(Stateless):
 
     def token_text(self, data: str, /) -> str | None:
         """The text of a plain token event (text, no usage, no error), else ``None``."""
-        if data[:1] != "{":
-            return None
+        if data[:1] != "{" or ('"text"' not in data and "\\u" not in data):
+            return None  # not an object, or no "text" key (nor an escape to spell it)
         try:
             obj = token_loads(data)
             text = obj["choices"][0]["text"]
@@ -201,8 +201,8 @@ class OpenAIChat(Stateless):
     def token_text(self, data: str, /) -> str | None:
         """The content of a plain content event (no reasoning, tool call, usage or
         error), else ``None``."""
-        if data[:1] != "{":
-            return None
+        if data[:1] != "{" or ('"content"' not in data and "\\u" not in data):
+            return None  # not an object, or no "content" key (nor an escape to spell it)
         try:
             obj = token_loads(data)
             delta = obj["choices"][0]["delta"]
