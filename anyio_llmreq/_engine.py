@@ -47,7 +47,7 @@ from ._models import (
     SSEEvent,
     TextDelta,
 )
-from ._sse import DEFAULT_MAX_EVENT_BYTES, DataEvents, SSEDecoder
+from ._sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from ._transport import ARRIVAL_EXTENSION, Arrival, Consume, TimedBody
 from ._transport._http11 import RawHeaders
 from .backends._base import Backend, TokenTextBackend
@@ -195,14 +195,14 @@ class Exchange:
                 f"response stream longer than {self.max_stream_bytes} bytes; "
                 "refusing to accumulate more"
             )
-        events = self.decoder.feed_data(chunk)
+        events, only_data = self.decoder.feed_data(chunk)
         if not events:
             return
         token_text = self._token_text
         texts: list[str | None] | None = None
-        if token_text is not None and type(events) is DataEvents:
+        if token_text is not None and only_data:
             # A read of data events only: the backend's fast path on all of them.
-            texts = list(map(token_text, events))
+            texts = list(map(token_text, events))  # type: ignore[arg-type]
             if None not in texts:
                 self.acc.text_parts.extend(texts)  # type: ignore[arg-type]
                 if sink is not None:

@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from anyio_llmreq import SSEDecoder, SSEEvent, StreamProtocolError
-from anyio_llmreq._sse import DataEvents
 
 from .strategies import mostly_plain_streams, split_at, splits, sse_streams
 
@@ -118,7 +117,7 @@ def test_feed_data_is_feed_with_plain_events_as_strings(data: st.DataObject) -> 
     decoder = SSEDecoder()
     got: list[SSEEvent] = []
     for piece in pieces:
-        got.extend(SSEEvent(e) if isinstance(e, str) else e for e in decoder.feed_data(piece))
+        got.extend(SSEEvent(e) if isinstance(e, str) else e for e in decoder.feed_data(piece)[0])
     assert got == our_events(pieces)
 
 
@@ -127,8 +126,8 @@ def test_plain_reads_fast_path_matches_httpx_sse(reads: list[bytes]) -> None:
     decoder = SSEDecoder()
     got: list[SSEEvent] = []
     for read in reads:
-        events = decoder.feed_data(read)
-        if type(events) is DataEvents:
+        events, only_data = decoder.feed_data(read)
+        if only_data:
             # Claimed plain: data strings only, one per "data: " line of the read.
             assert all(isinstance(e, str) for e in events)
             assert len(events) == read.count(b"data: ")
@@ -138,9 +137,9 @@ def test_plain_reads_fast_path_matches_httpx_sse(reads: list[bytes]) -> None:
 
 def test_plain_reads_take_the_fast_path_only_when_plain() -> None:
     decoder = SSEDecoder()
-    events = decoder.feed_data(b'data: {"a":1}\n\ndata: b\n\n')
+    events, only_data = decoder.feed_data(b'data: {"a":1}\n\ndata: b\n\n')
     assert events == ['{"a":1}', "b"]
-    assert type(events) is DataEvents
+    assert only_data
     for read in [
         b"data: a\n\n\n\ndata: b\n\n",  # an empty block
         b"data: a\ndata: b\n\n",  # two data lines, one event
@@ -149,13 +148,13 @@ def test_plain_reads_take_the_fast_path_only_when_plain() -> None:
         b"data: a\n\n\n",  # an odd run of LFs
     ]:
         fresh = SSEDecoder()
-        events = fresh.feed_data(read)
-        assert type(events) is not DataEvents, read
+        events, only_data = fresh.feed_data(read)
+        assert not only_data, read
         assert [SSEEvent(e) if isinstance(e, str) else e for e in events] == reference_events(
             read.decode()
         )
     with_id = SSEDecoder()
     with_id.feed_data(b"id: 7\ndata: a\n\n")
-    events = with_id.feed_data(b"data: b\n\n")
+    events, only_data = with_id.feed_data(b"data: b\n\n")
     assert events == [SSEEvent("b", "message", "7")]
-    assert type(events) is not DataEvents
+    assert not only_data
