@@ -33,6 +33,7 @@ from ._engine import (
     raw_content_type,
     redirect_request,
     stamp_clock,
+    timed_body_pusher,
 )
 from ._exceptions import ConfigError, RequestTimeout
 from ._media import needs_media, prepare_media
@@ -574,9 +575,8 @@ class Client:
         ``arrival_clock`` and ``body_chunks`` give for the same body in an httpx
         Response (no content coding here, by the fast path's rule)."""
         clock = self.clock
-        arrival = body.arrival
-        push = body.push if sse and body.can_push and arrival.clock is clock else None
-        stamp = stamp_clock(arrival, clock)
+        push = timed_body_pusher(body, clock) if sse else None
+        stamp = stamp_clock(body.arrival, clock)
         return ResponseStream(ex, body, body, stamp, sse, deadline, total, push)
 
     async def send(self, backend: Backend | str, request: RequestFuncInput) -> RequestFuncOutput:

@@ -550,14 +550,16 @@ def body_pusher(
     body (not wrapped by httpx's client), able to push, stamped with *clock*, and not
     content-encoded (pushed bytes are raw). Else ``None``: the body is iterated."""
     body = response.stream
-    if (
-        isinstance(body, TimedBody)
-        and body.can_push
-        and body.arrival.clock is clock
-        and "content-encoding" not in response.headers
-    ):
-        return body.push
+    if isinstance(body, TimedBody) and "content-encoding" not in response.headers:
+        return timed_body_pusher(body, clock)
     return None
+
+
+def timed_body_pusher(
+    body: TimedBody, clock: Callable[[], float]
+) -> Callable[[Consume], Awaitable[None]] | None:
+    """*body*'s ``push`` when it can push and stamps with *clock* (raw bytes assumed)."""
+    return body.push if body.can_push and body.arrival.clock is clock else None
 
 
 def body_released(response: httpx.Response) -> bool:

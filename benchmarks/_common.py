@@ -38,9 +38,9 @@ def mock_server_process(*args: str, core: int | None = 1, loop: str = "uvloop") 
     port = free_port()
     cmd = [sys.executable, "-c", _MOCK_MAIN, "mock-server", "--port", str(port)]
     cmd += ["--loop", loop, *args]
-    if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        cmd = ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        _pinned(cmd, core), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 20
@@ -92,20 +92,8 @@ def raw_server_process(
     port = free_port()
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_transport.py")
     cmd = [sys.executable, script, "--serve", f"--port={port}", f"--itl={itl}", f"--burst={burst}"]
-    if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        cmd = ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        if "ready" not in proc.stdout.readline():
-            raise RuntimeError(f"raw server exited with status {proc.wait()}")
-        yield ServerProcess(f"http://127.0.0.1:{port}", proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with _ready_server(cmd, port, core, "raw server") as server:
+        yield server
 
 
 async def drive(one: Callable[[], Awaitable[int]], concurrency: int, requests: int) -> int:
@@ -197,13 +185,27 @@ def request_server_process(core: int | None = 1) -> Iterator[ServerProcess]:
     """Run the per-request server (see ``_REQUEST_SERVER``) in another process."""
     port = free_port()
     cmd = [sys.executable, "-c", _REQUEST_SERVER, str(port)]
+    with _ready_server(cmd, port, core, "request server") as server:
+        yield server
+
+
+def _pinned(cmd: list[str], core: int | None) -> list[str]:
+    """*cmd* run on *core* (``taskset``) when the machine has more than one."""
     if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        cmd = ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        return ["taskset", "-c", str(core % (os.cpu_count() or 1)), *cmd]
+    return cmd
+
+
+@contextlib.contextmanager
+def _ready_server(
+    cmd: list[str], port: int, core: int | None, name: str
+) -> Iterator[ServerProcess]:
+    """Run a server that prints "ready" once listening on *port*; stop it afterwards."""
+    proc = subprocess.Popen(_pinned(cmd, core), stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         if "ready" not in proc.stdout.readline():
-            raise RuntimeError(f"request server exited with status {proc.wait()}")
+            raise RuntimeError(f"{name} exited with status {proc.wait()}")
         yield ServerProcess(f"http://127.0.0.1:{port}", proc.pid)
     finally:
         proc.terminate()

@@ -131,6 +131,26 @@ def _text_of(obj: Any, text: list[str], stamps: list[float], now: float) -> None
         stamps.append(now)
 
 
+async def _aiohttp_stream(session: Any, url: str, tokens: int) -> int:
+    """One streamed completion through aiohttp, SSE split by hand as vLLM's client does;
+    returns the number of token events (each stamped on arrival)."""
+    text: list[str] = []
+    stamps: list[float] = []
+    buffer = b""
+    payload = {**PAYLOAD, "max_tokens": tokens}
+    async with session.post(url, json=payload) as response:
+        async for chunk in response.content.iter_any():
+            now = time.perf_counter()
+            buffer += chunk
+            *events, buffer = buffer.split(b"\n\n")
+            for event in events:
+                data = event[6:]
+                if data == b"[DONE]" or not data:
+                    continue
+                _text_of(json.loads(data), text, stamps, now)
+    return len(stamps)
+
+
 async def run_aiohttp(
     base_url: str, concurrency: int, requests: int, tokens: int, window: Window
 ) -> int:
@@ -141,21 +161,7 @@ async def run_aiohttp(
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(tokens: int) -> int:
-            text: list[str] = []
-            stamps: list[float] = []
-            buffer = b""
-            payload = {**PAYLOAD, "max_tokens": tokens}
-            async with session.post(url, json=payload) as response:
-                async for chunk in response.content.iter_any():
-                    now = time.perf_counter()
-                    buffer += chunk
-                    *events, buffer = buffer.split(b"\n\n")
-                    for event in events:
-                        data = event[6:]
-                        if data == b"[DONE]" or not data:
-                            continue
-                        _text_of(json.loads(data), text, stamps, now)
-            return len(stamps)
+            return await _aiohttp_stream(session, url, tokens)
 
         return await measured(one, concurrency, requests, tokens, window)
 
@@ -230,21 +236,8 @@ async def req_aiohttp(
             url = f"{base_url}/v1/completions"
 
             async def one() -> int:
-                text: list[str] = []
-                stamps: list[float] = []
-                buffer = b""
-                payload = {**PAYLOAD, "max_tokens": 1}
-                async with session.post(url, json=payload) as response:
-                    async for chunk in response.content.iter_any():
-                        now = time.perf_counter()
-                        buffer += chunk
-                        *events, buffer = buffer.split(b"\n\n")
-                        for event in events:
-                            data = event[6:]
-                            if data == b"[DONE]" or not data:
-                                continue
-                            _text_of(json.loads(data), text, stamps, now)
-                if len(stamps) != 1:
+                stamps = await _aiohttp_stream(session, url, 1)
+                if stamps != 1:
                     raise RuntimeError(stamps)
                 return 1
 

@@ -156,6 +156,16 @@ def sample_sharegpt(
     return _with_ids(_oversample(requests, num_requests, seed), request_id_prefix)
 
 
+def missing_dataset_path(name: str) -> UsageError:
+    """The error for a file dataset given no ``--dataset-path``."""
+    return UsageError(
+        "missing dataset file",
+        where="--dataset-path",
+        why=f"--dataset-name {name} needs --dataset-path",
+        hint="Pass --dataset-path PATH, or use --dataset-name random.",
+    )
+
+
 def _bad_file(path: str, why: str, hint: str | None = None) -> UsageError:
     return UsageError(
         "invalid dataset", where=f"--dataset-path {path}", why=why, hint=hint or "Check the file."
@@ -326,12 +336,7 @@ def sample_requests(
     if name == "prefix-repetition":
         return sample_prefix_repetition(counter, num_requests, **common, **options)
     if path is None:
-        raise UsageError(
-            "missing dataset file",
-            where="--dataset-path",
-            why=f"--dataset-name {name} needs --dataset-path",
-            hint="Pass --dataset-path PATH, or use --dataset-name random.",
-        )
+        raise missing_dataset_path(name)
     if name == "sharegpt":
         return sample_sharegpt(counter, num_requests, path, **common, **options)
     if name == "sonnet":

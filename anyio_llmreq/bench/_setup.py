@@ -22,6 +22,7 @@ import anyio
 from .._client import Client
 from .._models import RequestFuncInput, RequestFuncOutput
 from ._config import BenchConfig, UsageError
+from ._datasets import missing_dataset_path
 from ._drive import one_line_error, send_counted
 from ._plan import Target, WorkloadPlan
 from ._redact import Console, redact_url
@@ -94,12 +95,7 @@ def _check_dataset_path(config: BenchConfig) -> None:
         return
     path = config.dataset_path
     if path is None:
-        raise UsageError(
-            "missing dataset file",
-            where="--dataset-path",
-            why=f"--dataset-name {name} needs --dataset-path",
-            hint="Pass --dataset-path PATH, or use --dataset-name random.",
-        )
+        raise missing_dataset_path(name)
     why = None
     if not os.path.exists(path):
         why = "no such file"

@@ -327,18 +327,23 @@ def _snapshot_dir(name: str, offline: bool) -> str | None:
     return os.path.dirname(path)
 
 
-@contextlib.contextmanager
-def _quiet_hub() -> Iterator[None]:
+def _quiet_hub() -> contextlib.AbstractContextManager[None]:
     """No progress bars from the hub client for one small file."""
-    old = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    return _env_set("HF_HUB_DISABLE_PROGRESS_BARS")
+
+
+@contextlib.contextmanager
+def _env_set(name: str) -> Iterator[None]:
+    """*name*=1 in the environment (which the hub client reads) for the block."""
+    old = os.environ.get(name)
+    os.environ[name] = "1"
     try:
         yield
     finally:
         if old is None:
-            del os.environ["HF_HUB_DISABLE_PROGRESS_BARS"]
+            del os.environ[name]
         else:
-            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old
+            os.environ[name] = old
 
 
 def _cached_counter(
@@ -526,19 +531,7 @@ def _hub_reachable(timeout: float = HUB_CHECK_TIMEOUT) -> bool:
     return bool(ok)
 
 
-@contextlib.contextmanager
-def _offline(on: bool) -> Iterator[None]:
+def _offline(on: bool) -> contextlib.AbstractContextManager[None]:
     """``HF_HUB_OFFLINE=1`` while loading when the hub is unreachable, for the loaders
     that take no ``local_files_only`` (mistral_common)."""
-    if not on:
-        yield
-        return
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["HF_HUB_OFFLINE"]
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
+    return _env_set("HF_HUB_OFFLINE") if on else contextlib.nullcontext()
