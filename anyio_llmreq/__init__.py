@@ -16,12 +16,25 @@ from ._compat import ASYNC_REQUEST_FUNCS as ASYNC_REQUEST_FUNCS
 from ._compat import OPENAI_COMPATIBLE_BACKENDS as OPENAI_COMPATIBLE_BACKENDS
 from ._compat import RequestFunc as RequestFunc
 from ._compat import async_request_deepspeed_mii as async_request_deepspeed_mii
+from ._compat import async_request_infinity_embeddings as async_request_infinity_embeddings
+from ._compat import (
+    async_request_infinity_embeddings_clip as async_request_infinity_embeddings_clip,
+)
 from ._compat import async_request_openai_audio as async_request_openai_audio
 from ._compat import (
     async_request_openai_chat_completions as async_request_openai_chat_completions,
 )
 from ._compat import async_request_openai_completions as async_request_openai_completions
 from ._compat import async_request_openai_embeddings as async_request_openai_embeddings
+from ._compat import (
+    async_request_openai_embeddings_chat as async_request_openai_embeddings_chat,
+)
+from ._compat import (
+    async_request_openai_embeddings_clip as async_request_openai_embeddings_clip,
+)
+from ._compat import (
+    async_request_openai_embeddings_vlm2vec as async_request_openai_embeddings_vlm2vec,
+)
 from ._compat import async_request_tgi as async_request_tgi
 from ._compat import async_request_trt_llm as async_request_trt_llm
 from ._compat import async_request_vllm_pooling as async_request_vllm_pooling
@@ -59,10 +72,15 @@ from ._tokenizer import get_tokenizer as get_tokenizer
 from .backends import TGI as TGI
 from .backends import Backend as Backend
 from .backends import DeepSpeedMII as DeepSpeedMII
+from .backends import InfinityEmbeddings as InfinityEmbeddings
+from .backends import InfinityEmbeddingsCLIP as InfinityEmbeddingsCLIP
 from .backends import OpenAIAudio as OpenAIAudio
 from .backends import OpenAIChat as OpenAIChat
 from .backends import OpenAICompletions as OpenAICompletions
 from .backends import OpenAIEmbeddings as OpenAIEmbeddings
+from .backends import OpenAIEmbeddingsChat as OpenAIEmbeddingsChat
+from .backends import OpenAIEmbeddingsCLIP as OpenAIEmbeddingsCLIP
+from .backends import OpenAIEmbeddingsVLM2Vec as OpenAIEmbeddingsVLM2Vec
 from .backends import TensorRTLLM as TensorRTLLM
 from .backends import VLLMPooling as VLLMPooling
 from .backends import VLLMRerank as VLLMRerank
@@ -86,11 +104,16 @@ __all__ = (
     "ErrorDelta",
     "FinalTextDelta",
     "HTTPStatusError",
+    "InfinityEmbeddings",
+    "InfinityEmbeddingsCLIP",
     "LLMReqError",
     "OpenAIAudio",
     "OpenAIChat",
     "OpenAICompletions",
     "OpenAIEmbeddings",
+    "OpenAIEmbeddingsCLIP",
+    "OpenAIEmbeddingsChat",
+    "OpenAIEmbeddingsVLM2Vec",
     "ReasoningDelta",
     "RequestError",
     "RequestFunc",
@@ -116,10 +139,15 @@ __all__ = (
     "VLLMRerank",
     "__version__",
     "async_request_deepspeed_mii",
+    "async_request_infinity_embeddings",
+    "async_request_infinity_embeddings_clip",
     "async_request_openai_audio",
     "async_request_openai_chat_completions",
     "async_request_openai_completions",
     "async_request_openai_embeddings",
+    "async_request_openai_embeddings_chat",
+    "async_request_openai_embeddings_clip",
+    "async_request_openai_embeddings_vlm2vec",
     "async_request_tgi",
     "async_request_trt_llm",
     "async_request_vllm_pooling",

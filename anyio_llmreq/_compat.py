@@ -31,10 +31,15 @@ __all__ = [
     "OPENAI_COMPATIBLE_BACKENDS",
     "RequestFunc",
     "async_request_deepspeed_mii",
+    "async_request_infinity_embeddings",
+    "async_request_infinity_embeddings_clip",
     "async_request_openai_audio",
     "async_request_openai_chat_completions",
     "async_request_openai_completions",
     "async_request_openai_embeddings",
+    "async_request_openai_embeddings_chat",
+    "async_request_openai_embeddings_clip",
+    "async_request_openai_embeddings_vlm2vec",
     "async_request_tgi",
     "async_request_trt_llm",
     "async_request_vllm_pooling",
@@ -186,6 +191,21 @@ async_request_openai_audio = make_request_func("openai-audio", "async_request_op
 async_request_openai_embeddings = make_request_func(
     "openai-embeddings", "async_request_openai_embeddings"
 )
+async_request_openai_embeddings_chat = make_request_func(
+    "openai-embeddings-chat", "async_request_openai_embeddings_chat"
+)
+async_request_openai_embeddings_clip = make_request_func(
+    "openai-embeddings-clip", "async_request_openai_embeddings_clip"
+)
+async_request_openai_embeddings_vlm2vec = make_request_func(
+    "openai-embeddings-vlm2vec", "async_request_openai_embeddings_vlm2vec"
+)
+async_request_infinity_embeddings = make_request_func(
+    "infinity-embeddings", "async_request_infinity_embeddings"
+)
+async_request_infinity_embeddings_clip = make_request_func(
+    "infinity-embeddings-clip", "async_request_infinity_embeddings_clip"
+)
 async_request_vllm_pooling = make_request_func("vllm-pooling", "async_request_vllm_pooling")
 async_request_vllm_rerank = make_request_func("vllm-rerank", "async_request_vllm_rerank")
 
@@ -202,6 +222,11 @@ ASYNC_REQUEST_FUNCS: dict[str, RequestFunc] = {
     "sglang": async_request_openai_completions,
     "llama.cpp": async_request_openai_completions,
     "openai-embeddings": async_request_openai_embeddings,
+    "openai-embeddings-chat": async_request_openai_embeddings_chat,
+    "openai-embeddings-clip": async_request_openai_embeddings_clip,
+    "openai-embeddings-vlm2vec": async_request_openai_embeddings_vlm2vec,
+    "infinity-embeddings": async_request_infinity_embeddings,
+    "infinity-embeddings-clip": async_request_infinity_embeddings_clip,
     "vllm-pooling": async_request_vllm_pooling,
     "vllm-rerank": async_request_vllm_rerank,
 }

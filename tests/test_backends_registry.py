@@ -44,7 +44,11 @@ REFERENCE_KEYS = [
     "tgi", "vllm", "lmdeploy", "deepspeed-mii", "openai", "openai-chat", "openai-audio",
     "tensorrt-llm", "scalellm", "sglang", "llama.cpp",
 ]  # fmt: skip
-OUR_KEYS = ["openai-embeddings", "vllm-pooling", "vllm-rerank"]
+OUR_KEYS = [
+    "openai-embeddings", "openai-embeddings-chat", "openai-embeddings-clip",
+    "openai-embeddings-vlm2vec", "infinity-embeddings", "infinity-embeddings-clip",
+    "vllm-pooling", "vllm-rerank",
+]  # fmt: skip
 
 
 def test_every_reference_key_in_order_then_ours() -> None:
@@ -69,6 +73,11 @@ def test_keys_map_to_the_reference_functions() -> None:
         "sglang": "async_request_openai_completions",
         "llama.cpp": "async_request_openai_completions",
         "openai-embeddings": "async_request_openai_embeddings",
+        "openai-embeddings-chat": "async_request_openai_embeddings_chat",
+        "openai-embeddings-clip": "async_request_openai_embeddings_clip",
+        "openai-embeddings-vlm2vec": "async_request_openai_embeddings_vlm2vec",
+        "infinity-embeddings": "async_request_infinity_embeddings",
+        "infinity-embeddings-clip": "async_request_infinity_embeddings_clip",
         "vllm-pooling": "async_request_vllm_pooling",
         "vllm-rerank": "async_request_vllm_rerank",
     }

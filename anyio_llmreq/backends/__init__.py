@@ -18,7 +18,12 @@ from ._base import validate_url as validate_url
 from ._mii import DeepSpeedMII as DeepSpeedMII
 from ._openai import OpenAIChat as OpenAIChat
 from ._openai import OpenAICompletions as OpenAICompletions
+from ._pooling import InfinityEmbeddings as InfinityEmbeddings
+from ._pooling import InfinityEmbeddingsCLIP as InfinityEmbeddingsCLIP
 from ._pooling import OpenAIEmbeddings as OpenAIEmbeddings
+from ._pooling import OpenAIEmbeddingsChat as OpenAIEmbeddingsChat
+from ._pooling import OpenAIEmbeddingsCLIP as OpenAIEmbeddingsCLIP
+from ._pooling import OpenAIEmbeddingsVLM2Vec as OpenAIEmbeddingsVLM2Vec
 from ._pooling import VLLMPooling as VLLMPooling
 from ._pooling import VLLMRerank as VLLMRerank
 from ._registry import backend_names as backend_names
@@ -33,10 +38,15 @@ __all__ = (
     "TokenTextBackend",
     "DeepSpeedMII",
     "Framing",
+    "InfinityEmbeddings",
+    "InfinityEmbeddingsCLIP",
     "OpenAIAudio",
     "OpenAIChat",
     "OpenAICompletions",
     "OpenAIEmbeddings",
+    "OpenAIEmbeddingsCLIP",
+    "OpenAIEmbeddingsChat",
+    "OpenAIEmbeddingsVLM2Vec",
     "TensorRTLLM",
     "VLLMPooling",
     "VLLMRerank",

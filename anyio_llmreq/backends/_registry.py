@@ -9,7 +9,16 @@ from ._audio import OpenAIAudio
 from ._base import Backend
 from ._mii import DeepSpeedMII
 from ._openai import OpenAIChat, OpenAICompletions
-from ._pooling import OpenAIEmbeddings, VLLMPooling, VLLMRerank
+from ._pooling import (
+    InfinityEmbeddings,
+    InfinityEmbeddingsCLIP,
+    OpenAIEmbeddings,
+    OpenAIEmbeddingsChat,
+    OpenAIEmbeddingsCLIP,
+    OpenAIEmbeddingsVLM2Vec,
+    VLLMPooling,
+    VLLMRerank,
+)
 from ._tgi import TGI
 from ._trtllm import TensorRTLLM
 
@@ -19,7 +28,7 @@ _completions = OpenAICompletions()
 _chat = OpenAIChat()
 
 # Insertion order is the order `ASYNC_REQUEST_FUNCS` lists them in: vLLM's legacy keys,
-# then the pooling keys of its newer module.
+# then the pooling keys of its newer module, in its order.
 _BACKENDS: dict[str, Backend] = {
     "tgi": TGI(),
     "vllm": _completions,
@@ -33,6 +42,11 @@ _BACKENDS: dict[str, Backend] = {
     "sglang": _completions,
     "llama.cpp": _completions,
     "openai-embeddings": OpenAIEmbeddings(),
+    "openai-embeddings-chat": OpenAIEmbeddingsChat(),
+    "openai-embeddings-clip": OpenAIEmbeddingsCLIP(),
+    "openai-embeddings-vlm2vec": OpenAIEmbeddingsVLM2Vec(),
+    "infinity-embeddings": InfinityEmbeddings(),
+    "infinity-embeddings-clip": InfinityEmbeddingsCLIP(),
     "vllm-pooling": VLLMPooling(),
     "vllm-rerank": VLLMRerank(),
 }

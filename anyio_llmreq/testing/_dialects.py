@@ -21,6 +21,7 @@ from ._behaviour import MockBehaviour
 from ._tokens import count_words, token_id, token_words
 
 __all__ = [
+    "MEDIA_TOKENS",
     "BodyReply",
     "Context",
     "Event",
@@ -431,15 +432,47 @@ def _embedding_inputs(body: Mapping[str, Any]) -> list[Any]:
     return [value]
 
 
+#: Prompt tokens the mock charges for one image, video or audio item (a small vision
+#: encoder's patch count), so a media request's ``prompt_tokens`` shows the media arrived.
+MEDIA_TOKENS = 16
+_MEDIA_PART_TYPES = frozenset({"image_url", "video_url", "audio_url", "input_audio"})
+_INFINITY_MODALITIES = ("text", "image", "audio")
+
+
+def _media_count(value: Any) -> int:
+    """Media content parts (``{"type": "image_url", ...}``) anywhere in a JSON value."""
+    if isinstance(value, dict):
+        own = 1 if value.get("type") in _MEDIA_PART_TYPES else 0
+        return own + sum(_media_count(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_media_count(v) for v in value)
+    return 0
+
+
+def _embedding_tokens(item: Any, modality: Any) -> int:
+    """One input's prompt tokens: Infinity's ``modality`` other than text makes each input
+    one media item; text counts words, plus ``MEDIA_TOKENS`` per media part of a message."""
+    if modality in ("image", "audio"):
+        return MEDIA_TOKENS
+    return max(count_words(item) + MEDIA_TOKENS * _media_count(item), 1)
+
+
 def _pooling_usage(prompt: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "total_tokens": prompt, "completion_tokens": 0}
 
 
 def embeddings(ctx: Context) -> BodyReply:
-    """``/v1/embeddings``: one deterministic vector per input (float, base64 or bytes)."""
+    """``/v1/embeddings`` (and Infinity's ``/embeddings``): one deterministic vector per
+    input (float, base64 or bytes); ``input`` (text, token ids, Infinity's media URLs with
+    ``modality``) or chat-style ``messages``."""
     dim = ctx.behaviour.embedding_dim
     inputs = _embedding_inputs(ctx.body)
-    prompt = sum(_prompt_tokens(item) for item in inputs)
+    modality = ctx.body.get("modality")
+    if modality is not None and modality not in _INFINITY_MODALITIES:
+        # Infinity validates the field; vLLM's embeddings API has none.
+        error, ctype = error_body(422, f"modality must be text, image or audio, not {modality!r}")
+        return BodyReply(error, status=422, content_type=ctype)
+    prompt = sum(_embedding_tokens(item, modality) for item in inputs)
     vectors = [_vector(json.dumps(item), dim) for item in inputs]
     usage = _pooling_usage(prompt)
     fmt = ctx.body.get("encoding_format", "float")
