@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar, final
 
+import attrs
+
 from .._exceptions import ConfigError, StreamProtocolError
 from .._models import (
     Accumulator,
@@ -100,6 +102,7 @@ def _usage(usage: Any) -> UsageDelta | None:
 
 
 @final
+@attrs.frozen
 class OpenAIAudio(Stateless):
     """Speech to text, streamed as chat-style chunks (vLLM's form fields and order).
 
@@ -114,9 +117,10 @@ class OpenAIAudio(Stateless):
     (``true``, ``0.0``, JSON for dicts and lists, a ``None`` in ``extra_body`` drops the
     field), and the request's ``language`` is honoured (default ``"en"``). A JSON
     ``{"text": ...}`` answer, from servers that don't stream, is read as well.
+    *temperature* as ``OpenAICompletions``' (``None``: not sent).
     """
 
-    __slots__ = ()
+    temperature: float | None = 0.0
 
     name: ClassVar[str] = "openai-audio"
     framing: ClassVar[Framing] = "sse"
@@ -128,7 +132,7 @@ class OpenAIAudio(Stateless):
         upload, duration = _prepared_audio(request.multi_modal_content)
         fields: dict[str, Any] = {
             "model": request.model_name if request.model_name else request.model,
-            "temperature": 0.0,
+            "temperature": self.temperature,
             "max_completion_tokens": request.output_len,
             "stream": True,
             "language": request.language if request.language is not None else "en",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, final
 
+import attrs
+
 from .._exceptions import ConfigError, StreamProtocolError
 from .._json import token_loads
 from .._models import (
@@ -61,14 +63,19 @@ def _bad_shape(obj: dict[str, Any]) -> StreamProtocolError:
 
 
 @final
+@attrs.frozen
 class OpenAICompletions(Stateless):
     """``/v1/completions``, streaming. The payload is byte-for-byte vLLM's.
 
     Any event whose first choice has non-empty ``text`` is a token event; usage is read
     from any event that has it (with or without choices), as llama.cpp sends it.
+
+    *temperature* is the legacy module's ``0.0``; ``None`` leaves it out, so the server
+    decides (``vllm bench serve`` since vLLM #32723; ``anyio-llmreq bench`` without
+    ``--temperature``).
     """
 
-    __slots__ = ()
+    temperature: float | None = 0.0
 
     name: ClassVar[str] = "openai"
     framing: ClassVar[Framing] = "sse"
@@ -78,13 +85,15 @@ class OpenAICompletions(Stateless):
         payload: dict[str, Any] = {
             "model": request.model_name if request.model_name else request.model,
             "prompt": request.prompt,
-            "temperature": 0.0,
+            "temperature": self.temperature,
             "repetition_penalty": 1.0,
             "max_tokens": request.output_len,
             "logprobs": request.logprobs,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if self.temperature is None:
+            del payload["temperature"]
         if request.ignore_eos:
             payload["ignore_eos"] = request.ignore_eos
         if request.extra_body:
@@ -166,14 +175,16 @@ def chat_deltas(choice: dict[str, Any], deltas: list[Delta]) -> None:
 
 
 @final
+@attrs.frozen
 class OpenAIChat(Stateless):
     """``/v1/chat/completions``, streaming. The payload is byte-for-byte vLLM's.
 
     TTFT is stamped on the first event carrying content, reasoning or a tool call, not on
     the role-only first chunk; usage is read from any event that carries it.
+    *temperature* as ``OpenAICompletions``'.
     """
 
-    __slots__ = ()
+    temperature: float | None = 0.0
 
     name: ClassVar[str] = "openai-chat"
     framing: ClassVar[Framing] = "sse"
@@ -186,11 +197,13 @@ class OpenAIChat(Stateless):
         payload: dict[str, Any] = {
             "model": request.model_name if request.model_name else request.model,
             "messages": [{"role": "user", "content": content}],
-            "temperature": 0.0,
+            "temperature": self.temperature,
             "max_completion_tokens": request.output_len,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if self.temperature is None:
+            del payload["temperature"]
         if request.ignore_eos:
             payload["ignore_eos"] = request.ignore_eos
         if request.extra_body:
