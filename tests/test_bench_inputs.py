@@ -74,8 +74,9 @@ def test_sonnet_and_custom(tmp_path):
     assert all(50 <= r.prompt_len <= 70 and r.expected_output_len == 7 for r in reqs)
     custom = tmp_path / "c.jsonl"
     custom.write_text('{"prompt": "a b c"}\n\n{"prompt": "d e", "output_tokens": 3}\n')
-    reqs = sample_custom(WORDS, 3, str(custom), output_len=9)
-    assert [(r.prompt_len, r.expected_output_len) for r in reqs[:2]] == [(3, 9), (2, 3)]
+    reqs = sample_custom(WORDS, 3, str(custom), output_len=9, shuffle=False)
+    # --custom-output-len wins over a line's output_tokens, as in vLLM (-1 takes them).
+    assert [(r.prompt_len, r.expected_output_len) for r in reqs[:2]] == [(3, 9), (2, 9)]
     assert len(reqs) == 3
     with pytest.raises(ValueError, match="needs --dataset-path"):
         sample_requests("custom", WORDS, 1, path=None, seed=0, request_id_prefix="", options={})
@@ -91,12 +92,12 @@ def test_flags_map_onto_the_config():
         "--workers", "2", "--loop", "trio", "--timeout", "30", "--insecure",
     )  # fmt: skip
     config = config_from_args(args)
-    assert config.random_input_len == 64 and config.random_output_len == 16
+    assert config.input_len == 64 and config.output_len == 16
     assert config.headers == {"X-A": "1=2", "X-B": "3"}
     assert config.extra_body == {"k": 1}
     assert config.goodput == {"ttft": 500.0, "tpot": 50.0}
     assert config.metadata == {"a": "1", "b": "2"}
-    assert config.sampling_params() == {"temperature": 0.5, "top_k": 5}
+    assert config.sampling_params() == {"top_k": 5, "temperature": 0.5}
     assert (config.workers, config.loop, config.timeout, config.insecure) == (2, "trio", 30, True)
     assert not config.embedded
     assert config.resolved_base_url() == "http://x:1"

@@ -103,9 +103,9 @@ def test_defaults_come_from_the_fields() -> None:
 @pytest.mark.parametrize(
     ("argv", "field", "value"),
     [
-        (["--input-len", "7"], "random_input_len", 7),
+        (["--input-len", "7"], "input_len", 7),
         (["--random-input-len", "7"], "random_input_len", 7),
-        (["--output-len", "9"], "random_output_len", 9),
+        (["--output-len", "9"], "output_len", 9),
         (["--random-output-len", "9"], "random_output_len", 9),
         (["--header", "A=1", "--header", "B=2"], "headers", {"A": "1", "B": "2"}),
         (["--ramp-up-strategy", "exponential"], "ramp_up_strategy", "exponential"),

@@ -59,7 +59,7 @@ def test_report_layout_is_vllms():
         "Total input tokens:", "Total generated tokens:", "Request throughput (req/s):",
         "Request goodput (req/s):", "Output token throughput (tok/s):",
         "Peak output token throughput (tok/s):", "Peak concurrent requests:",
-        "Total Token throughput (tok/s):",
+        "Total token throughput (tok/s):",
     ]  # fmt: skip
     assert "{s:{c}^{n}}".format(s="Time to First Token", n=50, c="-") in lines
     assert "{s:{c}^{n}}".format(s="End-to-end Latency", n=50, c="-") in lines

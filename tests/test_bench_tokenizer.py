@@ -111,6 +111,8 @@ def test_input_tokens_are_the_tokenizers_and_the_servers_count_is_beside(
             BenchConfig(
                 base_url=server.base_url, tokenizer=str(tokenizer_dir), dataset_name="custom",
                 dataset_path=str(dataset), num_prompts=3, custom_output_len=4,
+                # The prompts as they are (the tokenizer has no chat template), in order.
+                skip_chat_template=True, disable_shuffle=True,
                 request_rate=float("inf"), disable_tqdm=True, quiet=True, save_detailed=True,
             )
         )  # fmt: skip

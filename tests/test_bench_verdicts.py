@@ -146,7 +146,8 @@ def test_header_names_the_embedded_servers_url() -> None:
     out = io.StringIO()
     config = BenchConfig(num_prompts=5, request_rate=math.inf, disable_tqdm=True)
     result = run_benchmark(config, stdout=out)
-    first = out.getvalue().splitlines()[0]
+    banner, first = out.getvalue().splitlines()[:2]
+    assert "EMBEDDED MOCK SERVER" in banner  # before anything else
     assert re.fullmatch(
         r"Benchmarking openai at http://127\.0\.0\.1:\d+/v1/completions "
         r"\(embedded mock server\), model mock-model",

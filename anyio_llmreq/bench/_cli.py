@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             options["action"] = "store_true"
         else:
             if spec.repeat:
-                options["action"] = "append"
+                # Several values after one flag (vLLM's nargs) and the flag repeated.
+                options["action"] = "extend" if spec.nargs else "append"
             # A parsed flag maps "not given" itself, so argparse hands it None.
             options["default"] = None if spec.parse is not None else field.default
             if spec.type is not None:

@@ -44,6 +44,9 @@ POOLING_BACKENDS = frozenset(
     }
 )
 
+#: Datasets where ``--num-prompts -1`` means every sample of the file (vLLM's docs).
+ALL_SAMPLES_DATASETS = frozenset({"spec_bench", "custom_mm"})
+
 #: Defaults when the bench runs its own embedded mock server: a complete, realistic run
 #: that takes about twenty seconds and leaves the client far from saturation.
 EMBEDDED_DEFAULT_NUM_PROMPTS = 200
@@ -65,6 +68,8 @@ def default_endpoint(backend: str, model: str | None = None) -> str:
         return "/rerank"
     if backend == "vllm-pooling":
         return "/pooling"
+    if backend.startswith("infinity-"):
+        return "/embeddings"  # Infinity serves without a /v1 prefix by default
     if backend in POOLING_BACKENDS:
         return "/v1/embeddings"
     return "/v1/completions"
@@ -308,9 +313,11 @@ class BenchConfig:
         cli="--header",
         factory=dict,
         repeat=True,
+        nargs="+",
         metavar="KEY=VALUE",
         parse=_parse_headers,
-        help="Extra HTTP header for every request (repeatable).",
+        help="Extra HTTP headers for every request: one or more KEY=VALUE after the flag "
+        "(repeatable).",
         field={"repr": lambda h: repr(redact_headers(h))},
     )
     insecure: bool = flag(False, group=_SERVER, help="Skip TLS verification.")
@@ -335,11 +342,18 @@ class BenchConfig:
     tokenizer_mode: str = flag(
         "auto",
         group=_TOKENIZER,
-        choices=("auto", "slow", "mistral", "custom", "words"),
-        help="'words' counts whitespace words, like the mock server.",
+        choices=("auto", "hf", "slow", "mistral", "custom", "words"),
+        help="'auto' and 'hf' load the fast tokenizer; 'words' counts whitespace words, "
+        "like the mock server.",
     )
     trust_remote_code: bool = flag(
         False, group=_TOKENIZER, help="Let the tokenizer run code from its repository."
+    )
+    skip_tokenizer_init: bool = flag(
+        False,
+        group=_TOKENIZER,
+        help="Load no tokenizer: prompt lengths are whitespace words and output lengths "
+        "the server's usage counts.",
     )
 
     # Dataset.
@@ -350,25 +364,90 @@ class BenchConfig:
         None,
         group=_DATASET,
         metavar="PATH",
-        help="Dataset file: ShareGPT JSON, sonnet text, or custom JSONL "
-        '(one {"prompt": ...} per line).',
+        help="Dataset file (ShareGPT JSON, sonnet text, custom JSONL with one "
+        '{"prompt": ...} per line, BurstGPT CSV, Spec-Bench JSONL, a text file for '
+        "txt-slices), or the hub id or local directory of an hf dataset.",
+    )
+    no_stream: bool = flag(
+        False, group=_DATASET, help="hf: load the whole dataset instead of streaming it."
+    )
+    no_oversample: bool = flag(
+        False,
+        group=_DATASET,
+        help="Don't repeat samples when the dataset has fewer than --num-prompts.",
+    )
+    skip_chat_template: bool = flag(
+        False,
+        group=_DATASET,
+        aliases=("--custom-skip-chat-template",),
+        help="Don't apply the tokenizer's chat template to prompts of datasets that use it "
+        "(custom, hf, spec_bench).",
+    )
+    disable_shuffle: bool = flag(
+        False, group=_DATASET, help="Keep the dataset's order instead of shuffling it."
+    )
+    enable_multimodal_chat: bool = flag(
+        False,
+        group=_DATASET,
+        help="Render multimodal prompts as chat messages (datasets that support it).",
+    )
+    input_len: int | None = flag(
+        None, group=_DATASET, help="General input length: sets --random-input-len."
+    )
+    output_len: int | None = flag(
+        None,
+        group=_DATASET,
+        help="General output length: sets the random, sharegpt, custom, hf, spec_bench and "
+        "prefix_repetition output lengths.",
     )
     num_prompts: int | None = flag(
         None,
         group=_DATASET,
-        help="Number of prompts (default 1000; 200 with the embedded server).",
+        help="Number of prompts (default 1000; 200 with the embedded server); -1 for every "
+        "sample of a spec_bench or custom_mm file.",
     )
     random_input_len: int = flag(
-        1024, group=_DATASET, aliases=("--input-len",), help="Random: prompt tokens (1024)."
+        1024, group=_DATASET, help="Random (and txt-slices): prompt tokens (1024)."
     )
     random_output_len: int = flag(
-        128, group=_DATASET, aliases=("--output-len",), help="Random: output tokens (128)."
+        128, group=_DATASET, help="Random (and txt-slices): output tokens (128)."
     )
     random_range_ratio: float = flag(
         0.0, group=_DATASET, help="Random: lengths vary by +-this fraction, in [0, 1) (0)."
     )
     random_prefix_len: int = flag(
         0, group=_DATASET, help="Random: tokens of a prefix shared by every prompt (0)."
+    )
+    random_batch_size: int = flag(
+        1,
+        group=_DATASET,
+        help="Random, random-rerank: prompts per request, for embeddings and rerank (1).",
+    )
+    no_reranker: bool = flag(
+        False,
+        group=_DATASET,
+        help="random-rerank: the model does not rerank natively (score pairs instead).",
+    )
+    random_mm_base_items_per_request: int | None = flag(
+        None, group=_DATASET, help="random-mm: multimodal items per request (default 1)."
+    )
+    random_mm_num_mm_items_range_ratio: float | None = flag(
+        None,
+        group=_DATASET,
+        help="random-mm: items per request vary in [floor(n(1-r)), ceil(n(1+r))] (default 0).",
+    )
+    random_mm_limit_mm_per_prompt: str | None = flag(
+        None,
+        group=_DATASET,
+        metavar="JSON",
+        help="""random-mm: most items per modality, e.g. '{"image": 3, "video": 0}'.""",
+    )
+    random_mm_bucket_config: str | None = flag(
+        None,
+        group=_DATASET,
+        metavar="DICT",
+        help="random-mm: {(height, width, frames): probability, ...}, "
+        "e.g. '{(256, 256, 1): 0.5, (720, 1280, 1): 0.5}'.",
     )
     sharegpt_output_len: int | None = flag(
         None, group=_DATASET, help="ShareGPT: output tokens (default: each reply's length)."
@@ -377,10 +456,39 @@ class BenchConfig:
     sonnet_output_len: int = flag(150, group=_DATASET, help="Sonnet: output tokens (150).")
     sonnet_prefix_len: int = flag(200, group=_DATASET, help="Sonnet: shared prefix tokens (200).")
     custom_output_len: int = flag(
-        256, group=_DATASET, help="Custom: output tokens where a line gives none (256)."
+        256,
+        group=_DATASET,
+        help="Custom, custom_mm: output tokens of every request; -1 takes each line's "
+        "output_tokens (256).",
     )
-    custom_skip_chat_template: bool = flag(
-        False, group=_DATASET, help="Custom: accepted for vLLM compatibility; no effect."
+    spec_bench_output_len: int = flag(256, group=_DATASET, help="spec_bench: output tokens (256).")
+    spec_bench_category: str | None = flag(
+        None, group=_DATASET, help="spec_bench: only this category (default: all)."
+    )
+    blazedit_min_distance: float = flag(
+        0.0, group=_DATASET, help="hf Blazedit: least edit distance, 0 to 1 (0)."
+    )
+    blazedit_max_distance: float = flag(
+        1.0, group=_DATASET, help="hf Blazedit: most edit distance, 0 to 1 (1)."
+    )
+    hf_subset: str | None = flag(None, group=_DATASET, help="hf: dataset subset (config).")
+    hf_split: str | None = flag(
+        None, group=_DATASET, help="hf: dataset split (default: the dataset's own)."
+    )
+    hf_name: str | None = flag(
+        None,
+        group=_DATASET,
+        help="hf: the hub dataset whose format a local --dataset-path has, e.g. "
+        "lmarena-ai/VisionArena-Chat.",
+    )
+    hf_output_len: int | None = flag(
+        None, group=_DATASET, help="hf: output tokens (default: the dataset's)."
+    )
+    asr_min_audio_len_sec: float = flag(
+        0.0, group=_DATASET, help="hf ASR sets: shortest audio kept, seconds (0)."
+    )
+    asr_max_audio_len_sec: float = flag(
+        float("inf"), group=_DATASET, help="hf ASR sets: longest audio kept, seconds (inf)."
     )
     prefix_repetition_prefix_len: int = flag(
         256, group=_DATASET, help="Prefix repetition: tokens per shared prefix (256)."
@@ -429,6 +537,25 @@ class BenchConfig:
     top_p: float | None = flag(None, group=_CONTENT, help="Sampling top-p.")
     top_k: int | None = flag(None, group=_CONTENT, help="Sampling top-k.")
     min_p: float | None = flag(None, group=_CONTENT, help="Sampling min-p.")
+    frequency_penalty: float | None = flag(None, group=_CONTENT, help="Frequency penalty.")
+    presence_penalty: float | None = flag(None, group=_CONTENT, help="Presence penalty.")
+    repetition_penalty: float | None = flag(None, group=_CONTENT, help="Repetition penalty.")
+    use_beam_search: bool = flag(
+        False, group=_CONTENT, help="Accepted for vLLM compatibility; sends nothing."
+    )
+    lora_modules: tuple[str, ...] | None = flag(
+        None,
+        group=_CONTENT,
+        nargs="+",
+        metavar="NAME",
+        parse=lambda v: tuple(v) if v else None,
+        help="LoRA adapter names the server serves; each request names one as its model.",
+    )
+    lora_assignment: Literal["random", "round-robin"] = flag(
+        "random",
+        group=_CONTENT,
+        help="How requests pick from --lora-modules: random (seeded) or round-robin.",
+    )
     extra_body: dict[str, Any] | None = flag(
         None,
         group=_CONTENT,
@@ -437,6 +564,12 @@ class BenchConfig:
     )
     request_id_prefix: str | None = flag(
         None, group=_CONTENT, help="Request id prefix (default bench-<8 hex>-)."
+    )
+    profile: bool = flag(
+        False,
+        group=_CONTENT,
+        help="POST {base_url}/start_profile before the run and /stop_profile after it "
+        "(the server must have profiling enabled).",
     )
 
     # Metrics and output.
@@ -575,10 +708,13 @@ class BenchConfig:
     def sampling_params(self) -> dict[str, Any]:
         """The non-None sampling flags (sent in every request's body)."""
         params = {
-            "temperature": self.temperature,
             "top_p": self.top_p,
             "top_k": self.top_k,
             "min_p": self.min_p,
+            "temperature": self.temperature,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+            "repetition_penalty": self.repetition_penalty,
         }
         return {k: v for k, v in params.items() if v is not None}
 
@@ -590,6 +726,7 @@ class BenchConfig:
             UsageError: the first mistake, naming its flag.
         """
         self._check_numbers()
+        self._check_dataset()
         if self.ramp_up_strategy is not None:
             self._check_ramp_up()
         if self.sampling_params() and self.backend not in openai_compatible:
@@ -597,7 +734,8 @@ class BenchConfig:
                 "sampling flags not supported",
                 where=f"--backend {self.backend}",
                 why="Sampling parameters are only supported by openai-compatible backends",
-                hint="Drop --temperature/--top-p/--top-k/--min-p, or use --extra-body.",
+                hint="Drop the sampling flags (--temperature, --top-p, --top-k, --min-p, "
+                "the penalties), or use --extra-body.",
             )
         for metric in self.percentile_metric_names():
             if metric not in ("ttft", "tpot", "itl", "e2el"):
@@ -626,8 +764,17 @@ class BenchConfig:
                 why=f"--burstiness must be positive, got {self.burstiness:g}",
                 hint="1 is a Poisson process; lower is burstier.",
             )
+        n = self.resolved_num_prompts()
+        if n < 1 and not (n == -1 and self.dataset_name in ALL_SAMPLES_DATASETS):
+            raise UsageError(
+                "invalid value",
+                where="--num-prompts",
+                why=f"--num-prompts must be at least 1, got {n}",
+                hint="-1 (every sample of the file) works with --dataset-name "
+                + " and ".join(sorted(ALL_SAMPLES_DATASETS))
+                + ".",
+            )
         minimums: list[tuple[str, float | None, float]] = [
-            ("--num-prompts", self.resolved_num_prompts(), 1),
             ("--max-concurrency", self.max_concurrency, 1),
             ("--port", self.port, 1),
             ("--timeout", self.timeout, 1e-9),
@@ -640,6 +787,13 @@ class BenchConfig:
             ("--sonnet-output-len", self.sonnet_output_len, 1),
             ("--custom-output-len", self.custom_output_len, -1),
             ("--prefix-repetition-output-len", self.prefix_repetition_output_len, 1),
+            ("--input-len", self.input_len, 0),
+            ("--output-len", self.output_len, 1),
+            ("--random-batch-size", self.random_batch_size, 1),
+            ("--spec-bench-output-len", self.spec_bench_output_len, 1),
+            ("--hf-output-len", self.hf_output_len, 1),
+            ("--random-mm-base-items-per-request", self.random_mm_base_items_per_request, 0),
+            ("--asr-min-audio-len-sec", self.asr_min_audio_len_sec, 0),
             ("--logprobs", self.logprobs, 0),
             ("--mock-ttft", self.mock_ttft, 0),
             ("--mock-itl", self.mock_itl, 0),
@@ -660,6 +814,43 @@ class BenchConfig:
                 where="--random-range-ratio",
                 why=f"must be in [0, 1), got {self.random_range_ratio:g}",
             )
+
+    def _check_dataset(self) -> None:
+        from ._datasets import FILE_DATASETS, canonical_dataset_name
+
+        name = canonical_dataset_name(self.dataset_name)
+        if self.dataset_path is not None and name not in FILE_DATASETS:
+            raise UsageError(
+                "conflicting flags",
+                where="--dataset-path",
+                why=f"--dataset-name {self.dataset_name} generates its prompts and reads no file",
+                hint="Pick the --dataset-name of the file (sharegpt, custom, sonnet, hf, "
+                "...), or drop --dataset-path.",
+            )
+        if name == "random-mm" and self.backend != "openai-chat":
+            raise UsageError(
+                "unsupported combination",
+                where=f"--backend {self.backend}",
+                why="random-mm sends images, which only the openai-chat backend carries",
+                hint="Use --backend openai-chat --endpoint /v1/chat/completions.",
+            )
+        for where, value in (
+            ("--blazedit-min-distance", self.blazedit_min_distance),
+            ("--blazedit-max-distance", self.blazedit_max_distance),
+        ):
+            if not 0.0 <= value <= 1.0:
+                why = f"must be from 0 to 1, got {value:g}"
+                raise UsageError("invalid value", where=where, why=why)
+        if self.blazedit_min_distance > self.blazedit_max_distance:
+            why = "--blazedit-min-distance is over --blazedit-max-distance"
+            raise UsageError("invalid value", where="--blazedit-min-distance", why=why)
+        if self.asr_min_audio_len_sec > self.asr_max_audio_len_sec:
+            why = "--asr-min-audio-len-sec is over --asr-max-audio-len-sec"
+            raise UsageError("invalid value", where="--asr-min-audio-len-sec", why=why)
+        ratio = self.random_mm_num_mm_items_range_ratio
+        if ratio is not None and not 0.0 <= ratio <= 1.0:
+            why = f"must be from 0 to 1, got {ratio:g}"
+            raise UsageError("invalid value", where="--random-mm-num-mm-items-range-ratio", why=why)
 
     def _check_ramp_up(self) -> None:
         where = "--ramp-up-strategy"

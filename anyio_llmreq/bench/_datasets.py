@@ -7,8 +7,9 @@ are counted with a ``TokenCounter`` (a tokenizer, or whitespace words).
 from __future__ import annotations
 
 import json
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -18,6 +19,8 @@ from ._tokens import TokenCounter
 
 __all__ = [
     "DATASET_NAMES",
+    "FILE_DATASETS",
+    "canonical_dataset_name",
     "SampleRequest",
     "sample_custom",
     "sample_prefix_repetition",
@@ -26,7 +29,54 @@ __all__ = [
     "sample_sonnet",
 ]
 
-DATASET_NAMES = ("random", "sharegpt", "sonnet", "custom", "prefix-repetition")
+#: ``--dataset-name`` choices: vLLM's names (``prefix_repetition``) and the hyphenated
+#: spellings this bench accepted before (``prefix-repetition``).
+DATASET_NAMES = (
+    "random",
+    "sharegpt",
+    "sonnet",
+    "custom",
+    "prefix_repetition",
+    "prefix-repetition",
+    "hf",
+    "random-mm",
+    "random-rerank",
+    "custom_mm",
+    "burstgpt",
+    "spec_bench",
+    "txt-slices",
+)
+
+#: Where each dataset's sampler lives (imported on use: the hf and multimodal ones
+#: need optional packages).
+_SAMPLERS: dict[str, tuple[str, str]] = {
+    "random": ("._datasets", "sample_random"),
+    "sharegpt": ("._datasets", "sample_sharegpt"),
+    "sonnet": ("._datasets", "sample_sonnet"),
+    "custom": ("._datasets", "sample_custom"),
+    "prefix_repetition": ("._datasets", "sample_prefix_repetition"),
+    "hf": ("._hf_datasets", "sample_hf"),
+    "random-mm": ("._mm_datasets", "sample_random_mm"),
+    "custom_mm": ("._mm_datasets", "sample_custom_mm"),
+    "random-rerank": ("._extra_datasets", "sample_random_rerank"),
+    "burstgpt": ("._extra_datasets", "sample_burstgpt"),
+    "spec_bench": ("._extra_datasets", "sample_spec_bench"),
+    "txt-slices": ("._extra_datasets", "sample_txt_slices"),
+}
+
+#: Datasets read from ``--dataset-path`` (the others are generated).
+FILE_DATASETS = frozenset(
+    {"sharegpt", "sonnet", "custom", "hf", "custom_mm", "burstgpt", "spec_bench", "txt-slices"}
+)
+
+
+#: Datasets vLLM samples with seed 0 whatever ``--seed`` says.
+_SEEDLESS = frozenset({"spec_bench", "custom_mm"})
+
+
+def canonical_dataset_name(name: str) -> str:
+    """vLLM's spelling of a ``--dataset-name`` (``prefix-repetition`` -> ``prefix_repetition``)."""
+    return "prefix_repetition" if name == "prefix-repetition" else name
 
 
 @attrs.frozen
@@ -37,21 +87,57 @@ class SampleRequest:
     prompt_len: int
     expected_output_len: int
     request_id: str = ""
+    #: Media sent with the prompt, in ``RequestFuncInput.multi_modal_content``'s form:
+    #: a dict or list of OpenAI content parts (``image_url``, ``video_url``, ...), or
+    #: ``{"audio": (samples, rate)}`` for the audio backend.
+    multi_modal_data: Any = None
 
 
 def _with_ids(requests: list[SampleRequest], prefix: str) -> list[SampleRequest]:
     return [attrs.evolve(r, request_id=f"{prefix}{i}") for i, r in enumerate(requests)]
 
 
-def _text_of_len(counter: TokenCounter, ids: list[int], target: int) -> tuple[str, int]:
-    """Decode *ids*; for a real tokenizer re-encode and cut to *target* tokens."""
-    text = counter.decode(ids)
-    if counter.kind == "words":
-        return text, len(ids)
-    again = counter.encode(text)
-    if len(again) > target:
-        text = counter.decode(again[:target])
-    return text, counter.count(text)
+def _allowed_ids(counter: TokenCounter) -> Any:
+    """The ids below ``vocab_size`` that are not special tokens, ascending: what the
+    random datasets draw prompts from (a numpy array)."""
+    import numpy as np
+
+    vocab = counter.vocab_size
+    keep = np.ones(vocab, dtype=bool)
+    special = [i for i in counter.all_special_ids if 0 <= i < vocab]
+    keep[special] = False
+    return np.flatnonzero(keep)
+
+
+def _fit_to_length(
+    counter: TokenCounter, ids: list[int], target: int, draw: Callable[[int], list[int]]
+) -> tuple[str, list[int]]:
+    """Decode *ids* and encode the text again, up to ten times, cutting the ids to
+    *target* when there are too many and appending ``draw(missing)`` ids when too few
+    (a decoded sequence need not encode back to as many tokens). Returns the last
+    decoded text and its ids, which are *target* long unless ten tries weren't enough."""
+    tries = 10
+    while True:
+        prompt = counter.decode(ids)
+        ids = counter.encode(prompt)
+        if tries <= 0 or len(ids) == target:
+            return prompt, ids
+        if len(ids) < target:
+            ids.extend(draw(target - len(ids)))
+        else:
+            ids = ids[:target]
+        tries -= 1
+
+
+def _batched(requests: list[SampleRequest], batch_size: int) -> list[SampleRequest]:
+    """Requests of *batch_size* prompts each (embeddings): the prompts' lengths summed,
+    no output."""
+    return [
+        SampleRequest(
+            [r.prompt for r in batch], sum(r.prompt_len for r in batch), expected_output_len=0
+        )
+        for batch in (requests[i : i + batch_size] for i in range(0, len(requests), batch_size))
+    ]
 
 
 def sample_random(
@@ -62,31 +148,64 @@ def sample_random(
     output_len: int = 128,
     range_ratio: float = 0.0,
     prefix_len: int = 0,
+    batch_size: int = 1,
     seed: int = 0,
     request_id_prefix: str = "",
+    shuffle: bool = True,
+    oversample: bool = True,
 ) -> list[SampleRequest]:
-    """Random token prompts (vLLM's ``RandomDataset``): lengths uniform in
-    ``[len * (1 - ratio), len * (1 + ratio)]``, a shared random prefix of *prefix_len*."""
+    """Random token prompts, as vLLM's ``RandomDataset`` makes them for the same seed.
+
+    The tokenizer's added special tokens are taken off *input_len*; lengths are uniform
+    in ``[floor(len * (1 - ratio)), ceil(len * (1 + ratio))]``; each prompt is a shared
+    random prefix of *prefix_len* tokens, then consecutive non-special ids from a random
+    offset, decoded and re-encoded until it is exactly that long. With *batch_size* > 1
+    (embeddings) each request carries a list of that many prompts. *shuffle* and
+    *oversample* mean nothing here."""
     import numpy as np
 
     if not 0.0 <= range_ratio < 1.0:
         why = f"must be in [0, 1), got {range_ratio:g}"
         raise UsageError("invalid value", where="--random-range-ratio", why=why)
+    num_special = counter.num_special_tokens_to_add()
+    real_input_len = max(0, input_len - num_special)
+    in_low = math.floor(real_input_len * (1 - range_ratio))
+    in_high = math.ceil(real_input_len * (1 + range_ratio))
+    if prefix_len + in_low < 1:
+        raise UsageError(
+            "invalid value",
+            where="--random-input-len",
+            why=f"{input_len} leaves no prompt: the tokenizer adds {num_special} special "
+            f"token(s), and with --random-range-ratio {range_ratio:g} and --random-prefix-len "
+            f"{prefix_len} a prompt could have {prefix_len + in_low} tokens",
+            hint="Raise --random-input-len or --random-prefix-len, or lower --random-range-ratio.",
+        )
+    out_low = max(math.floor(output_len * (1 - range_ratio)), 1)
+    out_high = max(math.ceil(output_len * (1 + range_ratio)), 1)
+    # One generator, drawn from in vLLM's order: lengths, offsets, prefix, then the
+    # tokens that top up prompts which re-encode short.
     rng = np.random.default_rng(seed)
-    vocab = counter.vocab_size
-    in_low, in_high = int(input_len * (1 - range_ratio)), int(input_len * (1 + range_ratio))
-    out_low = max(int(output_len * (1 - range_ratio)), 1)
-    out_high = max(int(output_len * (1 + range_ratio)), 1)
     input_lens = rng.integers(in_low, in_high + 1, size=num_requests)
     output_lens = rng.integers(out_low, out_high + 1, size=num_requests)
+    vocab = counter.vocab_size
     offsets = rng.integers(0, vocab, size=num_requests)
-    prefix = rng.integers(0, vocab, size=prefix_len).tolist() if prefix_len > 0 else []
+    allowed = _allowed_ids(counter)
+    prefix = (
+        allowed[rng.integers(0, len(allowed), size=prefix_len)].tolist() if prefix_len > 0 else []
+    )
+
+    def draw(n: int) -> list[int]:
+        extra: list[int] = rng.integers(0, vocab, size=n).tolist()
+        return extra
+
     requests = []
     for i in range(num_requests):
-        inner = ((int(offsets[i]) + i + np.arange(int(input_lens[i]))) % vocab).tolist()
-        ids = prefix + inner
-        prompt, length = _text_of_len(counter, ids, len(ids))
-        requests.append(SampleRequest(prompt, length, int(output_lens[i])))
+        n = int(input_lens[i])
+        inner = allowed[(int(offsets[i]) + i + np.arange(n)) % len(allowed)].tolist()
+        prompt, ids = _fit_to_length(counter, prefix + inner, prefix_len + n, draw)
+        requests.append(SampleRequest(prompt, len(ids), int(output_lens[i])))
+    if batch_size > 1:
+        requests = _batched(requests, batch_size)
     return _with_ids(requests, request_id_prefix)
 
 
@@ -100,25 +219,46 @@ def sample_prefix_repetition(
     output_len: int = 128,
     seed: int = 0,
     request_id_prefix: str = "",
+    shuffle: bool = True,
+    oversample: bool = True,
 ) -> list[SampleRequest]:
-    """*num_prefixes* random prefixes, each shared by an equal share of the requests
-    (vLLM's ``PrefixRepetitionRandomDataset``); shuffled."""
+    """*num_prefixes* random prefixes, each followed by ``num_requests // num_prefixes``
+    random suffixes (vLLM's ``PrefixRepetitionRandomDataset``, the same tokens for the
+    same seed): that many requests in all, shuffled unless *shuffle* is False.
+    *oversample* means nothing here."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
+    if num_prefixes < 1 or num_requests // num_prefixes == 0:
+        raise UsageError(
+            "invalid value",
+            where="--prefix-repetition-num-prefixes",
+            why=f"{num_prefixes} prefixes need at least as many prompts, and "
+            f"--num-prompts is {num_requests}"
+            if num_prefixes >= 1
+            else f"must be at least 1, got {num_prefixes}",
+            hint="Use at most --num-prompts prefixes.",
+        )
+    per_prefix = num_requests // num_prefixes
+    # numpy's legacy generator, seeded once: vLLM draws these from the global one.
+    legacy = np.random.RandomState(seed)
     vocab = counter.vocab_size
-    num_prefixes = max(1, min(num_prefixes, num_requests))
-    per_prefix = -(-num_requests // num_prefixes)
+
+    def draw(n: int) -> list[int]:
+        ids: list[int] = legacy.randint(0, vocab, size=n).tolist()
+        return ids
+
+    def exact(n: int) -> list[int]:
+        return _fit_to_length(counter, draw(n), n, draw)[1]
+
     requests = []
     for _ in range(num_prefixes):
-        prefix = rng.integers(0, vocab, size=prefix_len).tolist()
+        prefix = exact(prefix_len)
         for _ in range(per_prefix):
-            suffix = rng.integers(0, vocab, size=suffix_len).tolist()
-            ids = prefix + suffix
-            prompt, length = _text_of_len(counter, ids, len(ids))
-            requests.append(SampleRequest(prompt, length, output_len))
-    random.Random(seed).shuffle(requests)
-    return _with_ids(requests[:num_requests], request_id_prefix)
+            ids = prefix + exact(suffix_len)
+            requests.append(SampleRequest(counter.decode(ids), len(ids), output_len))
+    if shuffle:
+        random.Random(seed).shuffle(requests)
+    return _with_ids(requests, request_id_prefix)
 
 
 def sample_sharegpt(
@@ -129,31 +269,63 @@ def sample_sharegpt(
     output_len: int | None = None,
     seed: int = 0,
     request_id_prefix: str = "",
+    shuffle: bool = True,
+    oversample: bool = True,
 ) -> list[SampleRequest]:
-    """The first two turns of ShareGPT conversations (vLLM's filter: prompt and output
-    of at least 4 tokens, prompt at most 1024, both together at most 2048)."""
-    data = _read_json(path)
-    convs = _sharegpt_conversations(data, path)
-    random.Random(seed).shuffle(convs)
+    """The first two turns of ShareGPT conversations, as vLLM's ``ShareGPTDataset``
+    picks them: shuffled with *seed* unless *shuffle* is False, lengths counted with
+    the tokenizer's special tokens, kept when the prompt has 4 to 1024 tokens, the
+    reply (unless *output_len* replaces it) at least 4 and both together at most 2048;
+    repeated at random up to *num_requests* unless *oversample* is False. A record's
+    ``image`` or ``video`` path goes with its prompt."""
+    records = _sharegpt_records(_read_json(path), path)
+    if shuffle:
+        random.Random(seed).shuffle(records)
     requests: list[SampleRequest] = []
-    for conv in convs:
+    for record in records:
         if len(requests) >= num_requests:
             break
+        conv = record["conversations"]
         prompt, completion = conv[0]["value"], conv[1]["value"]
-        prompt_len = counter.count(prompt)
-        out_len = output_len if output_len is not None else counter.count(completion)
-        if prompt_len < 4 or (output_len is None and out_len < 4):
+        prompt_len = counter.count_with_special(prompt)
+        out_len = counter.count_with_special(completion) if output_len is None else output_len
+        if not _is_valid_sequence(prompt_len, out_len, check_output=output_len is None):
             continue
-        if prompt_len > 1024 or prompt_len + out_len > 2048:
-            continue
-        requests.append(SampleRequest(prompt, prompt_len, out_len))
+        media = _sharegpt_media(record, path)
+        requests.append(SampleRequest(prompt, prompt_len, out_len, multi_modal_data=media))
     if not requests:
         raise _bad_file(
             path,
-            "no usable conversation (a prompt and a reply of 4 to 1024 tokens each)",
+            "no usable conversation (a prompt of 4 to 1024 tokens, a reply of at least 4)",
             hint="Check the file, or pass --sharegpt-output-len.",
         )
-    return _with_ids(_oversample(requests, num_requests, seed), request_id_prefix)
+    if oversample:
+        requests = _oversample(requests, num_requests, seed)
+    return _with_ids(requests, request_id_prefix)
+
+
+def _is_valid_sequence(prompt_len: int, output_len: int, *, check_output: bool = True) -> bool:
+    """vLLM's length filter for conversation datasets: a prompt of 4 to 1024 tokens,
+    an output of at least 4 (when *check_output*), at most 2048 together."""
+    return (
+        4 <= prompt_len <= 1024
+        and (not check_output or output_len >= 4)
+        and prompt_len + output_len <= 2048
+    )
+
+
+def _sharegpt_media(record: dict[str, Any], path: str) -> Any:
+    """The content part for a record's ``image`` or ``video`` (a path or URL)."""
+    for key in ("image", "video"):
+        where = record.get(key)
+        if not where:
+            continue
+        if not isinstance(where, str):
+            raise _bad_file(path, f"field {key!r} is {_kind(where)}, expected a path or URL")
+        if not where.startswith(("http://", "https://", "file://")):
+            where = f"file://{where}"
+        return {"type": f"{key}_url", f"{key}_url": {"url": where}}
+    return None
 
 
 def missing_dataset_path(name: str) -> UsageError:
@@ -195,13 +367,14 @@ def _read_json(path: str) -> Any:
         raise _bad_file(path, why) from None
 
 
-def _sharegpt_conversations(data: Any, path: str) -> list[list[dict[str, Any]]]:
-    """The conversations of at least two turns; a ``UsageError`` naming the first record
-    and field that isn't ShareGPT's shape (``[{"conversations": [{"value": ...}, ...]}]``)."""
+def _sharegpt_records(data: Any, path: str) -> list[dict[str, Any]]:
+    """The records whose conversation has at least two turns; a ``UsageError`` naming
+    the first record and field that isn't ShareGPT's shape
+    (``[{"conversations": [{"value": ...}, ...]}]``)."""
     shape = 'ShareGPT is a JSON list of {"conversations": [{"from": ..., "value": ...}, ...]}'
     if not isinstance(data, list):
         raise _bad_file(path, f"expected a JSON list of records, got {_kind(data)}", shape)
-    convs = []
+    records = []
     for i, record in enumerate(data):
         if not isinstance(record, dict):
             raise _bad_file(path, f"record {i} is {_kind(record)}, expected an object", shape)
@@ -215,8 +388,8 @@ def _sharegpt_conversations(data: Any, path: str) -> list[list[dict[str, Any]]]:
             if not isinstance(message, dict) or not isinstance(message.get("value"), str):
                 why = f"record {i}: conversations[{turn}] has no string field 'value'"
                 raise _bad_file(path, why, shape)
-        convs.append(conv)
-    return convs
+        records.append(record)
+    return records
 
 
 def _kind(value: Any) -> str:
@@ -231,6 +404,13 @@ def _oversample(requests: list[SampleRequest], n: int, seed: int) -> list[Sample
     return requests + [rnd.choice(requests) for _ in range(n - len(requests))]
 
 
+#: vLLM's sonnet instruction.
+_SONNET_BASE = "Pick as many lines as you can from these poem lines:\n"
+#: Prompts rejected in a row (over *input_len*) before sonnet gives up: vLLM would
+#: loop for ever.
+_SONNET_MAX_REJECTED = 1000
+
+
 def sample_sonnet(
     counter: TokenCounter,
     num_requests: int,
@@ -239,39 +419,79 @@ def sample_sonnet(
     input_len: int = 550,
     output_len: int = 150,
     prefix_len: int = 200,
-    seed: int = 0,
     chat_template: bool = True,
+    seed: int = 0,
     request_id_prefix: str = "",
+    shuffle: bool = True,
+    oversample: bool = True,
 ) -> list[SampleRequest]:
-    """Poem lines (vLLM's ``SonnetDataset``): a fixed prefix of lines plus random lines up
-    to *input_len* tokens, behind "Pick as many lines as you can...". With a tokenizer
-    that has a chat template and *chat_template*, the prompt is put in chat format."""
-    lines = _read_text(path).splitlines(keepends=True)
+    """Poem lines behind "Pick as many lines as you can...", as vLLM's ``SonnetDataset``
+    builds them: the first lines as a shared prefix, then lines drawn at random, as many
+    as the average line's tokens allow after the instruction's chat-formatted length.
+    Lengths are those of the chat-formatted prompt, special tokens included, and a
+    prompt over *input_len* tokens is drawn again. *chat_template* sends the formatted
+    prompt (vLLM does unless the backend is ``openai-chat``), else the plain one.
+    *shuffle* and *oversample* mean nothing here.
+
+    Raises:
+        UsageError: *chat_template* and the tokenizer has no chat template (whitespace
+            words have none and send the plain prompt); *input_len* is not over the
+            instruction's length; no prompt fits in *input_len*.
+    """
+    import io
+
+    lines = io.StringIO(_read_text(path)).readlines()  # split on "\n" only, as vLLM
     if not lines:
         raise _bad_file(path, "the file is empty", "A sonnet dataset has one poem line a line.")
-    base = "Pick as many lines as you can from these poem lines:\n"
-    base_len = counter.count(base)
-    avg = sum(counter.count(line) for line in lines) / len(lines)
-    if input_len <= base_len:
+    avg_len = sum(counter.count_with_special(line) for line in lines) / len(lines)
+    if avg_len <= 0:
+        raise _bad_file(path, "the poem lines have no tokens")
+    base_fmt = counter.apply_chat_template(_SONNET_BASE)
+    if base_fmt is None and chat_template and counter.kind != "words":
+        raise UsageError(
+            "the tokenizer has no chat template",
+            where="--dataset-name sonnet",
+            why="the sonnet dataset sends chat-formatted prompts to backends other than "
+            "openai-chat (vLLM: Tokenizer/model must have chat template for sonnet dataset)",
+            hint="Use --backend openai-chat, or a --tokenizer with a chat template.",
+        )
+
+    def formatted(prompt: str) -> str:
+        return counter.apply_chat_template(prompt) or prompt
+
+    base_offset = counter.count_with_special(formatted(_SONNET_BASE))
+    if input_len <= base_offset:
         raise UsageError(
             "invalid value",
             where="--sonnet-input-len",
-            why=f"must be over {base_len} (the instruction's length), got {input_len}",
+            why=f"must be over {base_offset} (the instruction's length), got {input_len}",
         )
-    n_prefix = max(round((prefix_len - base_len) / avg), 0)
-    n_input = max(round((input_len - base_len) / avg), n_prefix)
-    prefix_lines = lines[:n_prefix]
+    num_input_lines = round((input_len - base_offset) / avg_len)
+    num_prefix_lines = max(round((prefix_len - base_offset) / avg_len), 0)
+    prefix_lines = lines[:num_prefix_lines]
+    # vLLM draws from the global generator its benchmark seeds with --seed.
     rnd = random.Random(seed)
-    requests = []
-    for _ in range(num_requests):
-        extra = rnd.choices(lines, k=n_input - n_prefix)
-        prompt = base + "".join(prefix_lines + extra)
-        formatted = None
-        template = getattr(counter, "apply_chat_template", None)
-        if chat_template and template is not None:
-            formatted = template(prompt)
-        prompt = formatted or prompt
-        requests.append(SampleRequest(prompt, counter.count(prompt), output_len))
+    requests: list[SampleRequest] = []
+    rejected = 0
+    while len(requests) < num_requests:
+        extra = rnd.choices(lines, k=num_input_lines - num_prefix_lines)
+        prompt = _SONNET_BASE + "".join(prefix_lines + extra)
+        prompt_formatted = formatted(prompt)
+        prompt_len = counter.count_with_special(prompt_formatted)
+        if prompt_len <= input_len:
+            chosen = prompt_formatted if chat_template else prompt
+            requests.append(SampleRequest(chosen, prompt_len, output_len))
+            rejected = 0
+            continue
+        rejected += 1
+        if rejected >= _SONNET_MAX_REJECTED:
+            raise UsageError(
+                "invalid value",
+                where="--sonnet-input-len",
+                why=f"{_SONNET_MAX_REJECTED} prompts in a row of {num_input_lines} poem "
+                f"lines were over {input_len} tokens",
+                hint="Raise --sonnet-input-len, or use shorter poem lines.",
+            )
     return _with_ids(requests, request_id_prefix)
 
 
@@ -280,15 +500,32 @@ def sample_custom(
     num_requests: int,
     path: str,
     *,
-    output_len: int = 256,
+    output_len: int | None = 256,
+    chat_template: bool = True,
     seed: int = 0,
-    shuffle: bool = False,
     request_id_prefix: str = "",
+    shuffle: bool = True,
+    oversample: bool = True,
 ) -> list[SampleRequest]:
-    """A JSONL file with one ``{"prompt": ...}`` object per line. A line's own
-    ``output_tokens`` or ``max_tokens`` wins over *output_len* (``-1`` requires it)."""
-    requests: list[SampleRequest] = []
+    """A JSONL file with one ``{"prompt": ...}`` object per line, as vLLM's
+    ``CustomDataset`` reads it: shuffled unless *shuffle* is False, the first
+    *num_requests* lines (all when it is 0 or less) put in the tokenizer's chat format
+    unless *chat_template* is False, their lengths counted with special tokens, and
+    repeated at random up to *num_requests* unless *oversample* is False.
+
+    *output_len* (``--custom-output-len``) is every request's output length; when it is
+    -1 (or None) each line's ``output_tokens`` is (``max_tokens`` if it has none).
+    vLLM's custom dataset shuffles and oversamples with seed 0 whatever ``--seed`` is,
+    so *seed* is not used, and the prompts are vLLM's for any seed.
+
+    Raises:
+        UsageError: a line is not a JSON object with a ``prompt``; a line's output
+            length is missing or not a number when *output_len* is -1; *chat_template*
+            and the tokenizer has none (whitespace words have none: no template).
+    """
+    del seed  # see the docstring
     shape = 'Custom datasets are JSONL: one {"prompt": ...} object per line'
+    lines: list[tuple[int, dict[str, Any]]] = []
     for lineno, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
@@ -300,23 +537,53 @@ def sample_custom(
             ) from None
         if not isinstance(obj, dict) or "prompt" not in obj:
             raise _bad_file(path, f"line {lineno}: each line needs a 'prompt' field", shape)
-        prompt = obj["prompt"]
-        out = obj.get("output_tokens", obj.get("max_tokens", output_len))
-        try:
-            out = None if out is None else int(out)
-        except (TypeError, ValueError):
-            why = f"line {lineno}: output_tokens/max_tokens {out!r} is not a number"
-            raise _bad_file(path, why) from None
-        if out is None or out < 0:
-            why = f"line {lineno}: no output length"
-            raise _bad_file(path, why, "Give each line output_tokens, or pass --custom-output-len.")
-        text = prompt if isinstance(prompt, str) else json.dumps(prompt)
-        requests.append(SampleRequest(prompt, counter.count(text), out))
-    if not requests:
+        lines.append((lineno, obj))
+    if not lines:
         raise _bad_file(path, "no prompts", shape)
+    if chat_template and counter.kind != "words" and counter.apply_chat_template("") is None:
+        raise UsageError(
+            "the tokenizer has no chat template",
+            where="--dataset-name custom",
+            why="custom prompts are put in the tokenizer's chat format",
+            hint="Pass --skip-chat-template to send them as they are, or use a --tokenizer "
+            "with a chat template.",
+        )
     if shuffle:
-        random.Random(seed).shuffle(requests)
-    return _with_ids(_oversample(requests, num_requests, seed), request_id_prefix)
+        random.Random(_CUSTOM_SEED).shuffle(lines)
+    if num_requests <= 0:
+        num_requests = len(lines)
+    per_line = output_len is None or output_len == -1
+    requests: list[SampleRequest] = []
+    for lineno, obj in lines[:num_requests]:
+        out = _line_output_len(obj, lineno, path) if per_line else output_len
+        assert out is not None
+        prompt = obj["prompt"]
+        text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        if chat_template:
+            text = counter.apply_chat_template(text) or text
+            prompt = text
+        requests.append(SampleRequest(prompt, counter.count_with_special(text), out))
+    if oversample:
+        requests = _oversample(requests, num_requests, _CUSTOM_SEED)
+    return _with_ids(requests, request_id_prefix)
+
+
+#: The seed vLLM's custom dataset shuffles and oversamples with: its benchmark doesn't
+#: pass ``--seed`` to it.
+_CUSTOM_SEED = 0
+
+
+def _line_output_len(obj: dict[str, Any], lineno: int, path: str) -> int:
+    """A custom line's own output length (``output_tokens``, else ``max_tokens``)."""
+    raw = obj.get("output_tokens", obj.get("max_tokens"))
+    if raw is None:
+        why = f"line {lineno}: no 'output_tokens' (--custom-output-len is -1)"
+        raise _bad_file(path, why, "Give each line output_tokens, or pass --custom-output-len N.")
+    try:
+        return int(raw)
+    except (TypeError, ValueError, OverflowError):
+        why = f"line {lineno}: output_tokens {raw!r} is not an integer"
+        raise _bad_file(path, why) from None
 
 
 def sample_requests(
@@ -329,22 +596,21 @@ def sample_requests(
     request_id_prefix: str,
     options: dict[str, Any],
 ) -> list[SampleRequest]:
-    """Dispatch on the dataset *name* (``--dataset-name``)."""
+    """Dispatch on the dataset *name* (``--dataset-name``); *options* are the
+    sampler's own keyword arguments (``_plan`` maps the flags to them)."""
+    import importlib
+
+    name = canonical_dataset_name(name)
+    if name not in _SAMPLERS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
+    if name in _SEEDLESS:
+        seed = 0  # vLLM builds these without --seed: the same order as its runs
     common: dict[str, Any] = {"seed": seed, "request_id_prefix": request_id_prefix}
-    if name == "random":
-        return sample_random(counter, num_requests, **common, **options)
-    if name == "prefix-repetition":
-        return sample_prefix_repetition(counter, num_requests, **common, **options)
-    if path is None:
-        raise missing_dataset_path(name)
-    if name == "sharegpt":
-        return sample_sharegpt(counter, num_requests, path, **common, **options)
-    if name == "sonnet":
-        return sample_sonnet(counter, num_requests, path, **common, **options)
-    if name == "custom":
-        return sample_custom(counter, num_requests, path, **common, **options)
-    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
-
-
-def _unused(_: Sequence[Any]) -> None:  # pragma: no cover - keeps Sequence imported
-    pass
+    if name in FILE_DATASETS:
+        if path is None:
+            raise missing_dataset_path(name)
+        common["path"] = path
+    module, function = _SAMPLERS[name]
+    sampler = getattr(importlib.import_module(module, __package__), function)
+    result: list[SampleRequest] = sampler(counter, num_requests, **common, **options)
+    return result

@@ -50,7 +50,7 @@ class LocalExecutor:
                 start = time.perf_counter()
                 records, stats = await drive(
                     client,
-                    plan.backend,
+                    plan.request_backend,
                     plan.requests,
                     start=start,
                     max_concurrency=plan.max_concurrency,

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
@@ -137,8 +137,10 @@ class Execution:
 
     @property
     def date(self) -> str:
-        """The run's start as vLLM writes it in the result and its file name."""
-        return self.wall_start.strftime("%Y%m%d-%H%M%S")
+        """When the run ended, as vLLM writes it in the result and its file name (vLLM
+        takes it after the run)."""
+        end = self.wall_start + timedelta(seconds=self.duration)
+        return end.strftime("%Y%m%d-%H%M%S")
 
     @property
     def not_finished(self) -> int:

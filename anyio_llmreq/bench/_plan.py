@@ -15,8 +15,9 @@ import attrs
 from .._engine import Timeouts
 from .._media import needs_media, prepare_media
 from .._models import RequestFuncInput
+from ..backends._base import Backend
 from ._config import BenchConfig, UsageError, default_endpoint
-from ._datasets import SampleRequest, sample_requests
+from ._datasets import SampleRequest, canonical_dataset_name, sample_requests
 from ._redact import redact_request, redact_url
 from ._schedule import RequestSchedule, get_request_schedule
 from ._tokens import TokenCounter
@@ -75,6 +76,21 @@ class WorkloadPlan:
     workers: int = 1
     loop: str = "asyncio"
     timeout: float | None = None
+    #: Requests leave ``temperature`` out, so the server decides (no ``--temperature``,
+    #: as ``vllm bench serve`` since vLLM #32723); False sends the legacy ``0.0``.
+    server_temperature: bool = False
+
+    @property
+    def request_backend(self) -> Backend:
+        """The backend object requests are sent with (``backend`` and its options)."""
+        from ..backends._registry import get_backend
+
+        backend: Any = get_backend(self.backend)
+        if self.server_temperature and attrs.has(type(backend)):
+            if "temperature" in attrs.fields_dict(type(backend)):
+                backend = attrs.evolve(backend, temperature=None)
+        result: Backend = backend
+        return result
 
     @property
     def api_url(self) -> str:
@@ -145,6 +161,7 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
         workers=max(1, min(config.workers, n, config.max_concurrency or n)),
         loop=config.loop,
         timeout=config.timeout,
+        server_temperature=config.temperature is None,
     )
 
 
@@ -158,33 +175,115 @@ def attach_media(plan: WorkloadPlan) -> WorkloadPlan:
 
 
 def _dataset_options(config: BenchConfig) -> dict[str, Any]:
-    name = config.dataset_name
+    """The sampler's keyword arguments for ``--dataset-name`` (``_datasets._SAMPLERS``):
+    its own flags, with ``--input-len``/``--output-len`` mapped onto them as vLLM maps
+    them, and the ordering flags every sampler takes."""
+    name = canonical_dataset_name(config.dataset_name)
+    out = config.output_len
+    input_len = config.input_len if config.input_len is not None else config.random_input_len
+    random_out = out if out is not None else config.random_output_len
+    options: dict[str, Any] = {
+        "shuffle": not config.disable_shuffle,
+        "oversample": not config.no_oversample,
+    }
+    chat_template = not config.skip_chat_template
     if name == "random":
-        return {
-            "input_len": config.random_input_len,
-            "output_len": config.random_output_len,
-            "range_ratio": config.random_range_ratio,
-            "prefix_len": config.random_prefix_len,
-        }
-    if name == "prefix-repetition":
-        return {
-            "prefix_len": config.prefix_repetition_prefix_len,
-            "suffix_len": config.prefix_repetition_suffix_len,
-            "num_prefixes": config.prefix_repetition_num_prefixes,
-            "output_len": config.prefix_repetition_output_len,
-        }
-    if name == "sharegpt":
-        return {"output_len": config.sharegpt_output_len}
-    if name == "sonnet":
-        return {
-            "input_len": config.sonnet_input_len,
-            "output_len": config.sonnet_output_len,
-            "prefix_len": config.sonnet_prefix_len,
-            "chat_template": config.backend != "openai-chat",
-        }
-    if name == "custom":
-        return {"output_len": config.custom_output_len}
-    return {}
+        options.update(
+            input_len=input_len,
+            output_len=random_out,
+            range_ratio=config.random_range_ratio,
+            prefix_len=config.random_prefix_len,
+            batch_size=config.random_batch_size,
+        )
+    elif name == "prefix_repetition":
+        options.update(
+            prefix_len=config.prefix_repetition_prefix_len,
+            suffix_len=config.prefix_repetition_suffix_len,
+            num_prefixes=config.prefix_repetition_num_prefixes,
+            output_len=out if out is not None else config.prefix_repetition_output_len,
+        )
+    elif name == "sharegpt":
+        options.update(output_len=out if out is not None else config.sharegpt_output_len)
+    elif name == "sonnet":
+        options.update(
+            input_len=config.sonnet_input_len,
+            output_len=config.sonnet_output_len,
+            prefix_len=config.sonnet_prefix_len,
+            # vLLM: chat servers get the plain prompt, the others its chat form.
+            chat_template=config.backend != "openai-chat",
+        )
+    elif name == "custom":
+        options.update(
+            output_len=out if out is not None else config.custom_output_len,
+            chat_template=chat_template,
+        )
+    elif name == "hf":
+        options.update(
+            hf_name=config.hf_name,
+            hf_split=config.hf_split,
+            hf_subset=config.hf_subset,
+            output_len=out if out is not None else config.hf_output_len,
+            streaming=not config.no_stream,
+            chat_template=chat_template,
+            multimodal_chat=config.enable_multimodal_chat,
+            backend=config.backend,
+            trust_remote_code=config.trust_remote_code,
+            blazedit_min_distance=config.blazedit_min_distance,
+            blazedit_max_distance=config.blazedit_max_distance,
+            asr_min_audio_len_sec=config.asr_min_audio_len_sec,
+            asr_max_audio_len_sec=config.asr_max_audio_len_sec,
+        )
+    elif name == "random-mm":
+        options.update(_random_mm_options(config, input_len, random_out))
+    elif name == "custom_mm":
+        options.update(
+            output_len=out if out is not None else config.custom_output_len,
+            multimodal_chat=config.enable_multimodal_chat,
+        )
+    elif name == "random-rerank":
+        options.update(
+            input_len=input_len,
+            range_ratio=config.random_range_ratio,
+            batch_size=config.random_batch_size,
+            reranker=not config.no_reranker,
+        )
+    elif name == "spec_bench":
+        options.update(
+            output_len=out if out is not None else config.spec_bench_output_len,
+            category=config.spec_bench_category,
+            multimodal_chat=config.enable_multimodal_chat,
+        )
+    elif name == "txt-slices":
+        options.update(input_len=input_len, output_len=random_out)
+    return options
+
+
+def _random_mm_options(config: BenchConfig, input_len: int, output_len: int) -> dict[str, Any]:
+    from . import _mm_datasets as mm
+
+    def given(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    limits = config.random_mm_limit_mm_per_prompt
+    buckets = config.random_mm_bucket_config
+    return {
+        "input_len": input_len,
+        "output_len": output_len,
+        "range_ratio": config.random_range_ratio,
+        "prefix_len": config.random_prefix_len,
+        "base_items_per_request": given(
+            config.random_mm_base_items_per_request, mm.DEFAULT_BASE_ITEMS_PER_REQUEST
+        ),
+        "num_mm_items_range_ratio": given(
+            config.random_mm_num_mm_items_range_ratio, mm.DEFAULT_NUM_MM_ITEMS_RANGE_RATIO
+        ),
+        "limit_mm_per_prompt": mm.parse_limit_mm_per_prompt(limits)
+        if limits is not None
+        else dict(mm.DEFAULT_LIMIT_MM_PER_PROMPT),
+        "bucket_config": mm.parse_bucket_config(buckets)
+        if buckets is not None
+        else dict(mm.DEFAULT_MM_ITEM_BUCKET_CONFIG),
+    }
 
 
 def _extra_body(config: BenchConfig) -> dict[str, Any] | None:
@@ -202,7 +301,8 @@ def _ignore_eos(config: BenchConfig) -> bool:
     from .._compat import OPENAI_COMPATIBLE_BACKENDS
 
     # vLLM #28227: random prompts on OpenAI-compatible servers always ignore EOS.
-    if config.dataset_name == "random" and config.backend in OPENAI_COMPATIBLE_BACKENDS:
+    name = canonical_dataset_name(config.dataset_name)
+    if name in ("random", "random-mm") and config.backend in OPENAI_COMPATIBLE_BACKENDS:
         return True
     return config.ignore_eos
 
@@ -216,30 +316,50 @@ def build_inputs(
     model_name: str,
     ignore_eos: bool,
 ) -> list[RequestFuncInput]:
-    """One ``RequestFuncInput`` per sample, with the flags that apply to every request."""
+    """One ``RequestFuncInput`` per sample, with the flags that apply to every request.
+
+    With ``--lora-modules`` each request names one adapter as both its model and model
+    name (vLLM's rule), chosen at random with the seed or round-robin."""
     extra = _extra_body(config)
     headers = dict(config.headers) or None
     shape = _SHAPERS.get(config.backend)
-    return [
-        RequestFuncInput(
-            prompt=shape(s.prompt) if shape is not None else s.prompt,
-            api_url=api_url,
-            prompt_len=s.prompt_len,
-            output_len=s.expected_output_len,
-            model=model_id,
-            model_name=model_name,
-            logprobs=config.logprobs,
-            extra_body=dict(extra) if extra else None,
-            ignore_eos=ignore_eos,
-            request_id=s.request_id or None,
-            extra_headers=headers,
-            timeout=config.timeout,
-            multi_modal_content=_synthetic_audio(config.seed + i)
-            if config.backend == "openai-audio"
-            else None,
+    adapters = _lora_choices(config, len(samples))
+    inputs = []
+    for i, s in enumerate(samples):
+        media = s.multi_modal_data
+        if media is None and config.backend == "openai-audio":
+            media = _synthetic_audio(config.seed + i)
+        model, name = (adapters[i], adapters[i]) if adapters else (model_id, model_name)
+        inputs.append(
+            RequestFuncInput(
+                prompt=shape(s.prompt) if shape is not None else s.prompt,
+                api_url=api_url,
+                prompt_len=s.prompt_len,
+                output_len=s.expected_output_len,
+                model=model,
+                model_name=name,
+                logprobs=config.logprobs,
+                extra_body=dict(extra) if extra else None,
+                ignore_eos=ignore_eos,
+                request_id=s.request_id or None,
+                extra_headers=headers,
+                timeout=config.timeout,
+                multi_modal_content=media,
+            )
         )
-        for i, s in enumerate(samples)
-    ]
+    return inputs
+
+
+def _lora_choices(config: BenchConfig, n: int) -> list[str]:
+    modules = config.lora_modules
+    if not modules:
+        return []
+    if config.lora_assignment == "round-robin":
+        return [modules[i % len(modules)] for i in range(n)]
+    import random
+
+    rnd = random.Random(config.seed)
+    return [rnd.choice(modules) for _ in range(n)]
 
 
 def _rerank_prompt(prompt: Any) -> Any:

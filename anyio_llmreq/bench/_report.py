@@ -122,7 +122,7 @@ def format_report(
         lines.append(_line("Peak concurrent requests:", float(metrics.max_concurrent_requests)))
         if metrics.rtfx > 0.0:
             lines.append(_line("RTFx (Inverse Real-Time Factor):", metrics.rtfx))
-        lines.append(_line("Total Token throughput (tok/s):", metrics.total_token_throughput))
+        lines.append(_line("Total token throughput (tok/s):", metrics.total_token_throughput))
     for key, (name, header) in METRIC_HEADERS.items():
         if key not in selected_metrics:
             continue
@@ -222,6 +222,31 @@ def run_header(
     if ramp_up is not None:
         header["ramp_up_strategy"], header["ramp_up_start_rps"], header["ramp_up_end_rps"] = ramp_up
     return header
+
+
+#: The first line of a run against the embedded server: nobody should mistake its
+#: figures for their server's (``vllm bench serve`` would go to 127.0.0.1:8000).
+EMBEDDED_BANNER = (
+    "*** NO SERVER GIVEN: MEASURING THE EMBEDDED MOCK SERVER, NOT A REAL ONE. "
+    "Pass --base-url URL (or --host/--port) to benchmark your server. ***"
+)
+
+#: ``vllm bench serve``'s warning when no ``--temperature`` is given (vLLM #32723).
+TEMPERATURE_WARNING = (
+    "WARNING: no --temperature given: requests carry no temperature, so the server "
+    "decides (model/API specific), as vllm bench serve does. For greedy sampling, the "
+    "legacy benchmark_serving.py default, pass --temperature 0."
+)
+
+
+def first_lines(config: BenchConfig) -> list[str]:
+    """What a run says before anything else: the embedded-server banner, and the
+    temperature warning for generation on a real server."""
+    if config.embedded:
+        return [EMBEDDED_BANNER]
+    if config.temperature is None and not config.is_pooling:
+        return [TEMPERATURE_WARNING]
+    return []
 
 
 def intro_lines(config: BenchConfig, plan: WorkloadPlan) -> list[str]:

@@ -23,7 +23,7 @@ from ._metrics import BenchmarkMetrics, measure
 from ._plan import WorkloadPlan, attach_media, plan_workload
 from ._records import RecordSink, write_result
 from ._redact import Console, redact_url
-from ._report import intro_lines, outcome_lines, result_json, run_report
+from ._report import first_lines, intro_lines, outcome_lines, result_json, run_report
 from ._selfcheck import SelfCheck
 from ._setup import (
     check_environment,
@@ -31,6 +31,7 @@ from ._setup import (
     get_ready,
     open_server,
     preload_counter,
+    profile,
     resolve_target,
 )
 from ._tokens import TokenCounter
@@ -107,6 +108,7 @@ async def arun_benchmark(
     check_environment(config)
     raise_fd_limit()  # one socket per stream: 1024 (a common soft limit) is not enough
     console = Console(config.scrubber(), stdout, config.quiet)
+    console.say_lines(first_lines(config))
     # Before any server starts: a tokenizer that can't load stops the bench at once.
     counter = preload_counter(config, console)
     controls = RunControls(stop_after=stop_after, handle_signals=handle_signals, executor=executor)
@@ -146,9 +148,15 @@ async def _run(
     with RecordSink(config, console.scrub, len(plan.requests)) as sink:
         async with Client(timeouts=plan.timeouts, verify=target.verify) as client:
             await get_ready(config, client, plan, console)
+            if config.profile:
+                await profile(config, target, "start", console)
             sink.start_progress()
             executor = controls.executor or _executor(plan, client, controls)
             execution = await executor.run(plan, sink)
+            if config.profile:
+                # Even after Ctrl-C: a server left profiling fills its disk.
+                with anyio.move_on_after(30, shield=True):
+                    await profile(config, target, "stop", console)
     measured = measure(config, plan, execution)
     console.say_lines(outcome_lines(execution, measured))
     report = run_report(config, plan, execution, measured)

@@ -21,8 +21,9 @@ import anyio
 
 from .._client import Client
 from .._models import RequestFuncInput, RequestFuncOutput
+from ..backends._base import Backend
 from ._config import BenchConfig, UsageError
-from ._datasets import missing_dataset_path
+from ._datasets import FILE_DATASETS, canonical_dataset_name, missing_dataset_path
 from ._drive import one_line_error, send_counted
 from ._plan import Target, WorkloadPlan
 from ._redact import Console, redact_url
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 #: Datasets read from ``--dataset-path``.
-FILE_DATASETS = frozenset({"sharegpt", "sonnet", "custom"})
 _CONNECT_HINT = "Start the server, or fix --base-url (or --host/--port)."
 _AUTH_HINT = (
     "Set OPENAI_API_KEY, or pass --header 'Authorization=Bearer KEY' with the server's key."
@@ -90,12 +90,14 @@ def check_loop(loop: str) -> None:
 
 
 def _check_dataset_path(config: BenchConfig) -> None:
-    name = config.dataset_name
+    name = canonical_dataset_name(config.dataset_name)
     if name not in FILE_DATASETS:
         return
     path = config.dataset_path
     if path is None:
         raise missing_dataset_path(name)
+    if name == "hf" or (name == "txt-slices" and path.startswith(("http://", "https://"))):
+        return  # a hub id or a local dataset directory; a URL: their samplers say
     why = None
     if not os.path.exists(path):
         why = "no such file"
@@ -121,6 +123,9 @@ def preload_counter(config: BenchConfig, console: Console) -> tuple[TokenCounter
         UsageError: the tokenizer can't be loaded (why, and what to pass instead).
     """
     if config.tokenizer_mode == "words" or (config.embedded and config.tokenizer is None):
+        return WordCounter(), "whitespace-words"
+    if config.skip_tokenizer_init:
+        # vLLM's tokenizer_id is None then; lengths are words and the server's usage.
         return WordCounter(), "whitespace-words"
     name = config.tokenizer or config.model
     if name is None:
@@ -250,7 +255,8 @@ def _unreachable(where: str, exc: BaseException) -> UsageError:
 def _load_counter(config: BenchConfig, name: str, console: Console) -> TokenCounter:
     return load_token_counter(
         name,
-        config.tokenizer_mode,
+        # vLLM's "hf" is transformers' fast tokenizer: our "auto".
+        "auto" if config.tokenizer_mode == "hf" else config.tokenizer_mode,
         config.trust_remote_code,
         flag="--tokenizer" if config.tokenizer is not None else "--tokenizer, default: the model",
         say=console.say,
@@ -269,11 +275,11 @@ async def get_ready(
         return
     first = plan.requests[0].request
     if config.ready_check_timeout_sec <= 0 and not plan.target.embedded:
-        await _probe_endpoint(client, plan.backend, first)
+        await _probe_endpoint(client, plan.request_backend, first)
     if config.ready_check_timeout_sec > 0:
         console.say("Waiting for the endpoint to become ready...")
         test = await _wait_for_endpoint(
-            client, plan.backend, first, config.ready_check_timeout_sec, console
+            client, plan.request_backend, first, config.ready_check_timeout_sec, console
         )
         if not test.success:
             raise RuntimeError(
@@ -282,10 +288,12 @@ async def get_ready(
             )
     if config.num_warmups > 0:
         console.say(f"Warming up with {config.num_warmups} requests...")
-        await _warmup(client, plan.backend, first, config.num_warmups, config.max_concurrency)
+        await _warmup(
+            client, plan.request_backend, first, config.num_warmups, config.max_concurrency
+        )
 
 
-async def _probe_endpoint(client: Client, backend: str, first: RequestFuncInput) -> None:
+async def _probe_endpoint(client: Client, backend: Backend | str, first: RequestFuncInput) -> None:
     """One cheap request (a two-word prompt, one output token) before the run, so a
     server that isn't there, a wrong path or missing credentials stop the bench with one
     clear line instead of failing every request. Any other failure is left to the run,
@@ -322,7 +330,7 @@ async def _probe_endpoint(client: Client, backend: str, first: RequestFuncInput)
 
 
 async def _wait_for_endpoint(
-    client: Client, backend: str, test: RequestFuncInput, limit_s: float, console: Console
+    client: Client, backend: Backend | str, test: RequestFuncInput, limit_s: float, console: Console
 ) -> RequestFuncOutput:
     """vLLM's ready check: retry the test request until it succeeds or time runs out."""
     deadline = anyio.current_time() + limit_s
@@ -340,7 +348,7 @@ async def _wait_for_endpoint(
 
 
 async def _warmup(
-    client: Client, backend: str, test: RequestFuncInput, n: int, limit: int | None
+    client: Client, backend: Backend | str, test: RequestFuncInput, n: int, limit: int | None
 ) -> None:
     limiter = anyio.CapacityLimiter(limit or n)
 
@@ -351,3 +359,25 @@ async def _warmup(
     async with anyio.create_task_group() as tg:
         for _ in range(n):
             tg.start_soon(one)
+
+
+async def profile(config: BenchConfig, target: Target, which: str, console: Console) -> bool:
+    """``--profile``: POST ``{base_url}/start_profile`` or ``/stop_profile`` (*which* is
+    ``"start"`` or ``"stop"``), as ``vllm bench serve`` does; True when the server
+    answered 200. A failure is said and the run goes on: profiling is the server's."""
+    import httpx
+
+    url = f"{target.base_url}/{which}_profile"
+    console.say("Starting profiler..." if which == "start" else "Stopping profiler...")
+    try:
+        async with httpx.AsyncClient(verify=target.verify, timeout=60.0) as http:
+            response = await http.post(url, headers=_models_headers(config))
+    except httpx.TransportError as exc:
+        console.say(f"Profiler {which} failed ({redact_url(url)}): {one_line_error(exc)}")
+        return False
+    if response.status_code != 200:
+        status = f"HTTP {response.status_code} {response.reason_phrase}"
+        console.say(f"Profiler {which} failed ({redact_url(url)}): {status}")
+        return False
+    console.say("Profiler started" if which == "start" else "Profiler stopped")
+    return True

@@ -60,7 +60,33 @@ class TokenCounter(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
-    def count(self, text: str) -> int: ...
+    def count(self, text: str) -> int:
+        """Tokens in *text*, without the special tokens the tokenizer adds."""
+        ...
+
+    def count_with_special(self, text: str) -> int:
+        """Tokens in *text* as ``len(tokenizer(text).input_ids)`` counts them: with the
+        special tokens (BOS, EOS) the tokenizer adds, as vLLM's datasets count."""
+        ...
+
+    @property
+    def all_special_ids(self) -> Sequence[int]:
+        """The ids of the special tokens (``tokenizer.all_special_ids``)."""
+        ...
+
+    def num_special_tokens_to_add(self) -> int:
+        """How many special tokens encoding one text adds."""
+        ...
+
+    def apply_chat_template(self, prompt: str) -> str | None:
+        """*prompt* as one user message in the model's chat format (with the generation
+        prompt), or None when there is no chat template."""
+        ...
+
+    def apply_chat_messages(self, messages: list[dict[str, Any]]) -> str | None:
+        """*messages* in the model's chat format (with the generation prompt), or None
+        when there is no chat template."""
+        ...
 
 
 @attrs.frozen
@@ -84,6 +110,22 @@ class WordCounter:
     def count(self, text: str) -> int:
         return len(text.split())
 
+    def count_with_special(self, text: str) -> int:
+        return len(text.split())
+
+    @property
+    def all_special_ids(self) -> Sequence[int]:
+        return ()
+
+    def num_special_tokens_to_add(self) -> int:
+        return 0
+
+    def apply_chat_template(self, prompt: str) -> str | None:
+        return None
+
+    def apply_chat_messages(self, messages: list[dict[str, Any]]) -> str | None:
+        return None
+
 
 @attrs.frozen
 class HFTokenCounter:
@@ -106,14 +148,32 @@ class HFTokenCounter:
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
+    def count_with_special(self, text: str) -> int:
+        return len(self.tokenizer(text).input_ids)
+
+    @property
+    def all_special_ids(self) -> Sequence[int]:
+        ids = getattr(self.tokenizer, "all_special_ids", None)
+        if ids is None:  # mistral_common's adapter: BOS and EOS
+            ids = [getattr(self.tokenizer, a, None) for a in ("bos_token_id", "eos_token_id")]
+        return tuple(int(i) for i in ids if i is not None)
+
+    def num_special_tokens_to_add(self) -> int:
+        method = getattr(self.tokenizer, "num_special_tokens_to_add", None)
+        if method is not None:
+            return int(method())
+        # A tokenizer without the method: what encoding an empty text adds.
+        return self.count_with_special("") - len(self.encode(""))
+
     def apply_chat_template(self, prompt: str) -> str | None:
         """The prompt in the model's chat format, or None when it has no template."""
+        return self.apply_chat_messages([{"role": "user", "content": prompt}])
+
+    def apply_chat_messages(self, messages: list[dict[str, Any]]) -> str | None:
         if not getattr(self.tokenizer, "chat_template", None):
             return None
         return str(
-            self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-            )
+            self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         )
 
 
@@ -131,6 +191,7 @@ class FastTokenCounter:
     cleanup: bool
     has_chat_template: bool
     load_full: Callable[[], HFTokenCounter] = attrs.field(repr=False)
+    special_ids: tuple[int, ...] = ()
     _full: list[HFTokenCounter] = attrs.field(factory=list, repr=False, alias="_full")
     kind: str = "tokenizer"
 
@@ -144,12 +205,25 @@ class FastTokenCounter:
     def count(self, text: str) -> int:
         return len(self.backend.encode(text, add_special_tokens=False).ids)
 
+    def count_with_special(self, text: str) -> int:
+        return len(self.backend.encode(text, add_special_tokens=True).ids)
+
+    @property
+    def all_special_ids(self) -> Sequence[int]:
+        return self.special_ids
+
+    def num_special_tokens_to_add(self) -> int:
+        return int(self.backend.num_special_tokens_to_add(False))
+
     def apply_chat_template(self, prompt: str) -> str | None:
+        return self.apply_chat_messages([{"role": "user", "content": prompt}])
+
+    def apply_chat_messages(self, messages: list[dict[str, Any]]) -> str | None:
         if not self.has_chat_template:
             return None
         if not self._full:
             self._full.append(self.load_full())
-        return self._full[0].apply_chat_template(prompt)
+        return self._full[0].apply_chat_messages(messages)
 
 
 def _clean_up(text: str) -> str:
@@ -251,7 +325,7 @@ def load_token_counter(
 
 # Files a tokenizer directory holds that no tokenizer reads: left out of the cache key.
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx")
-_CACHE_FORMAT = "1"
+_CACHE_FORMAT = "2"  # 2: meta.json holds the special ids
 #: Cached tokenizers kept; the least recently used beyond this are deleted.
 CACHE_ENTRIES = 16
 # Verification texts: ASCII, spacing and punctuation that transformers' clean-up would
@@ -369,6 +443,7 @@ def _cached_counter(
             cleanup=bool(meta["cleanup"]),
             has_chat_template=bool(meta["has_chat_template"]),
             load_full=load,
+            special_ids=tuple(int(i) for i in meta["special_ids"]),
         )
     except Exception:
         return None
@@ -395,6 +470,7 @@ def _store(entry: str, tok: Any) -> None:
                 "vocab_size": int(tok.vocab_size),
                 "cleanup": cleanup,
                 "has_chat_template": bool(getattr(tok, "chat_template", None)),
+                "special_ids": [int(i) for i in tok.all_special_ids],
             }
             with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
                 json.dump(meta, f)
@@ -438,6 +514,9 @@ def _verified_backend(tok: Any) -> tuple[Any, bool] | None:
     for text in texts:
         want = list(tok(text, add_special_tokens=False).input_ids)
         if backend.encode(text, add_special_tokens=False).ids != want:
+            return None
+        # The datasets count prompts with the special tokens the tokenizer adds.
+        if backend.encode(text).ids != list(tok(text).input_ids):
             return None
         sequences.append(want)
     vocab = int(tok.vocab_size)

@@ -24,6 +24,7 @@ import anyio.to_thread
 import attrs
 
 from .._engine import Timeouts
+from ..backends._base import Backend
 from ._execute import Execution, PhaseStats, RecordCallback, RequestRecord, measured_phase
 from ._plan import ScheduledRequest, WorkloadPlan
 
@@ -45,7 +46,7 @@ class WorkerSpec:
 
     worker: int
     loop: str
-    backend: str
+    backend: Backend | str
     requests: tuple[ScheduledRequest, ...]
     max_concurrency: int | None
     timeouts: Timeouts
@@ -70,7 +71,7 @@ class WorkerExecutor:
             WorkerSpec(
                 worker=k,
                 loop=plan.loop,
-                backend=plan.backend,
+                backend=plan.request_backend,
                 requests=parts[k],
                 max_concurrency=shares[k],
                 timeouts=plan.timeouts,
