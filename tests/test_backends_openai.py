@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from anyio_llmreq import (
@@ -276,3 +278,19 @@ def test_token_text_finds_a_key_spelled_with_escapes() -> None:
     assert OpenAICompletions().token_text('{"choices":[{"te\\u0078t":" hi"}]}') == " hi"
     assert OpenAIChat().token_text('{"choices":[{"delta":{"c\\u006fntent":" hi"}}]}') == " hi"
     assert OpenAICompletions().token_text('{"choices":[],"usage":{"prompt_tokens":1}}') is None
+
+
+def test_chat_sends_a_message_list_prompt_as_its_messages() -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "hi"},
+                                     {"type": "image_url", "image_url": {"url": "data:x"}}]},
+    ]  # fmt: skip
+    base = make_input("http://h/v1/chat/completions")
+    request = dataclasses.replace(base, prompt=messages)
+    assert OpenAIChat().build_payload(request).json["messages"] == messages
+    # A list that isn't messages stays the text of one user message, as before.
+    other = OpenAIChat().build_payload(dataclasses.replace(base, prompt=["a"]))
+    assert other.json["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": ["a"]}]}
+    ]

@@ -79,6 +79,9 @@ COMMANDS = {
     "--custom-output-len -1 --disable-shuffle --no-oversample --num-prompts 3",
     "custom_mm": "vllm bench serve --backend openai-chat --endpoint /v1/chat/completions "
     "--model m --dataset-name custom_mm --dataset-path {custom_mm} --num-prompts -1",
+    "custom_mm_multimodal_chat": "vllm bench serve --backend openai-chat "
+    "--endpoint /v1/chat/completions --model m --dataset-name custom_mm "
+    "--dataset-path {custom_mm} --enable-multimodal-chat --num-prompts 3",
     "txt_slices": "vllm bench serve --model m --dataset-name txt-slices --dataset-path {txt} "
     "--random-input-len 12 --random-output-len 3 --num-prompts 5",
     "rerank_without_reranker": "vllm bench serve --model m --backend openai-embeddings "

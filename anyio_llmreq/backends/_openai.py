@@ -147,6 +147,21 @@ def chat_content(
     return content
 
 
+def chat_messages(
+    prompt: Any, multi_modal_content: dict[str, Any] | list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """The request's ``messages``: a prompt that already is a message list (dicts with a
+    ``role``, as ``--enable-multimodal-chat`` datasets and conversations make) is sent as
+    it is, its media inside it; any other prompt is one user message (``chat_content``)."""
+    if (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in prompt)
+    ):
+        return list(prompt)
+    return [{"role": "user", "content": chat_content(prompt, multi_modal_content)}]
+
+
 def chat_deltas(choice: dict[str, Any], deltas: list[Delta]) -> None:
     """Append the output deltas of one chat choice (streamed ``delta`` or whole ``message``)."""
     delta = choice.get("delta")
@@ -193,10 +208,9 @@ class OpenAIChat(Stateless):
         validate_url(
             request.api_url, "OpenAI Chat Completions API", ("chat/completions", "profile")
         )
-        content = chat_content(request.prompt, request.multi_modal_content)
         payload: dict[str, Any] = {
             "model": request.model_name if request.model_name else request.model,
-            "messages": [{"role": "user", "content": content}],
+            "messages": chat_messages(request.prompt, request.multi_modal_content),
             "temperature": self.temperature,
             "max_completion_tokens": request.output_len,
             "stream": True,

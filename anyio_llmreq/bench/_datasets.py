@@ -1,7 +1,10 @@
-"""Prompt datasets: random, ShareGPT, sonnet, custom JSONL and prefix repetition.
+"""Prompt datasets: the dispatch on ``--dataset-name`` and the samplers of random,
+ShareGPT, sonnet, custom JSONL and prefix repetition (the others are in ``_hf_datasets``,
+``_mm_datasets`` and ``_extra_datasets``).
 
-Each sampler is pure apart from reading its file, and deterministic for a seed. Lengths
-are counted with a ``TokenCounter`` (a tokenizer, or whitespace words).
+Each sampler is pure apart from reading its file, and deterministic for a seed: the same
+prompts as vLLM's for the same seed and tokenizer. Lengths are counted with a
+``TokenCounter`` (a tokenizer, or whitespace words).
 """
 
 from __future__ import annotations
