@@ -362,6 +362,25 @@ def _read_text(path: str) -> str:
         ) from None
 
 
+def _read_jsonl_objects(path: str, shape: str) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of each non-blank line of a JSONL file; a
+    ``UsageError`` naming the first line that is not valid JSON or not an object (*shape*
+    says what the file should hold)."""
+    objects = []
+    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            why = f"line {lineno}: not valid JSON: {exc.msg} at column {exc.colno}"
+            raise _bad_file(path, why, shape) from None
+        if not isinstance(obj, dict):
+            raise _bad_file(path, f"line {lineno} is {_kind(obj)}, expected an object", shape)
+        objects.append((lineno, obj))
+    return objects
+
+
 def _read_json(path: str) -> Any:
     try:
         return json.loads(_read_text(path))
@@ -528,19 +547,10 @@ def sample_custom(
     """
     del seed  # see the docstring
     shape = 'Custom datasets are JSONL: one {"prompt": ...} object per line'
-    lines: list[tuple[int, dict[str, Any]]] = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _bad_file(
-                path, f"line {lineno}: not valid JSON: {exc.msg} at column {exc.colno}", shape
-            ) from None
-        if not isinstance(obj, dict) or "prompt" not in obj:
+    lines = _read_jsonl_objects(path, shape)
+    for lineno, obj in lines:
+        if "prompt" not in obj:
             raise _bad_file(path, f"line {lineno}: each line needs a 'prompt' field", shape)
-        lines.append((lineno, obj))
     if not lines:
         raise _bad_file(path, "no prompts", shape)
     if chat_template and counter.kind != "words" and counter.apply_chat_template("") is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import random
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from ._datasets import (
     _fit_to_length,
     _kind,
     _oversample,
+    _read_jsonl_objects,
     _read_text,
     _with_ids,
 )
@@ -259,17 +259,7 @@ _SPEC_BENCH_SHAPE = (
 def _spec_bench_questions(path: str) -> list[tuple[Any, str]]:
     """``(category, first turn)`` of each line of a Spec-Bench question file."""
     questions = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            why = f"line {lineno}: not valid JSON: {exc.msg} at column {exc.colno}"
-            raise _bad_file(path, why, _SPEC_BENCH_SHAPE) from None
-        if not isinstance(obj, dict):
-            why = f"line {lineno} is {_kind(obj)}, expected an object"
-            raise _bad_file(path, why, _SPEC_BENCH_SHAPE)
+    for lineno, obj in _read_jsonl_objects(path, _SPEC_BENCH_SHAPE):
         turns = obj.get("turns")
         if not isinstance(turns, list) or not turns or not isinstance(turns[0], str):
             got = "missing" if "turns" not in obj else _kind(turns)

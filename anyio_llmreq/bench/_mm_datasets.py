@@ -20,7 +20,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._config import UsageError
-from ._datasets import SampleRequest, _bad_file, _kind, _oversample, _read_text, _with_ids
+from ._datasets import (
+    SampleRequest,
+    _bad_file,
+    _kind,
+    _oversample,
+    _read_jsonl_objects,
+    _with_ids,
+)
 from ._tokens import TokenCounter
 
 __all__ = [
@@ -428,15 +435,8 @@ def _custom_mm_records(path: str) -> list[dict[str, Any]]:
     if not path.endswith(".jsonl"):
         raise _bad_file(path, "custom_mm reads only JSONL files", "Name the file *.jsonl.")
     records = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            why = f"line {lineno}: not valid JSON: {exc.msg} at column {exc.colno}"
-            raise _bad_file(path, why, _CUSTOM_MM_SHAPE) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
+    for lineno, obj in _read_jsonl_objects(path, _CUSTOM_MM_SHAPE):
+        if not isinstance(obj.get("prompt"), str):
             why = f"line {lineno}: each line needs a string field 'prompt'"
             raise _bad_file(path, why, _CUSTOM_MM_SHAPE)
         images = obj.get("image_files")
