@@ -45,6 +45,8 @@ HEAVY = (
     "anyio._backends",
     "anyio.streams",
     "anyio_llmreq.bench",
+    "anyio_llmreq.sweep",
+    "anyio_llmreq.report",
     "anyio_llmreq.testing",
     "anyio_llmreq._gguf",
     "anyio_llmreq._transport._trio_reactor",

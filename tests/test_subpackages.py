@@ -13,7 +13,7 @@ import pytest
 
 import anyio_llmreq
 
-SUBPACKAGES = ["anyio_llmreq.bench", "anyio_llmreq.testing"]
+SUBPACKAGES = ["anyio_llmreq.bench", "anyio_llmreq.sweep", "anyio_llmreq.testing"]
 BENCH_EXTRA = ("numpy", "tqdm", "transformers")
 
 
@@ -70,10 +70,12 @@ def test_the_top_level_loads_neither_subpackage_and_the_subpackages_load_no_extr
         """
         import sys
         import anyio_llmreq
-        top = [m for m in ("anyio_llmreq.bench", "anyio_llmreq.testing") if m in sys.modules]
+        subs = ("anyio_llmreq.bench", "anyio_llmreq.sweep", "anyio_llmreq.testing")
+        top = [m for m in subs if m in sys.modules]
         import anyio_llmreq.testing
         mock = "anyio_llmreq.bench" in sys.modules
         import anyio_llmreq.bench
+        import anyio_llmreq.sweep
         heavy = [m for m in ("numpy", "tqdm", "transformers", "httpx_sse") if m in sys.modules]
         print(top, mock, heavy)
         """

@@ -242,6 +242,11 @@ def _parse_goodput(pairs: list[str] | None) -> dict[str, float] | None:
         raise UsageError("invalid value", where="--goodput", why=str(exc)) from None
 
 
+def _parse_server_metrics(urls: list[str] | None) -> tuple[str, ...] | None:
+    """``--server-metrics`` alone is ``()`` (the server's own endpoint); absent, None."""
+    return None if urls is None else tuple(urls)
+
+
 def _backend_choices() -> list[str]:
     from ..backends._registry import backend_names
 
@@ -618,6 +623,26 @@ class BenchConfig:
         metavar="PATH",
         help="Write one JSON line per finished request, as it finishes.",
     )
+    server_metrics: tuple[str, ...] | None = flag(
+        None,
+        group=_OUTPUT,
+        nargs="*",
+        metavar="URL",
+        parse=_parse_server_metrics,
+        help="Scrape the server's Prometheus metrics before, during and after the run into "
+        "the report and the result (server_metrics, vLLM's spec_decode_* keys): from the "
+        "URLs given, or alone from {base_url}/metrics when it answers (the metrics extra).",
+        field={
+            "converter": attrs.converters.optional(tuple),
+            "repr": lambda urls: repr(urls if urls is None else tuple(map(redact_url, urls))),
+        },
+    )
+    server_metrics_interval: float = flag(
+        1000.0,
+        group=_OUTPUT,
+        metavar="MS",
+        help="Milliseconds between --server-metrics scrapes (default 1000).",
+    )
     #: No flag: for programs that run the bench and print their own summary.
     quiet: bool = False
 
@@ -747,6 +772,10 @@ class BenchConfig:
         self.percentiles()
         if self.base_url is not None:
             _check_url(self.base_url)
+        if self.server_metrics is not None:
+            from ._server_metrics import check_flags
+
+            check_flags(self.server_metrics, self.server_metrics_interval)
 
     def _check_numbers(self) -> None:
         rate = self.request_rate

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._execute import Execution
     from ._metrics import Measured
     from ._plan import WorkloadPlan
+    from ._server_metrics import ServerMetrics
 
 __all__ = [
     "DETAILED_KEYS",
@@ -293,9 +294,16 @@ def outcome_lines(execution: Execution, measured: Measured) -> list[str]:
 
 
 def run_report(
-    config: BenchConfig, plan: WorkloadPlan, execution: Execution, measured: Measured
+    config: BenchConfig,
+    plan: WorkloadPlan,
+    execution: Execution,
+    measured: Measured,
+    *,
+    server: ServerMetrics | None = None,
 ) -> list[str]:
-    """vLLM's report, with where the token counts came from and the self-check."""
+    """vLLM's report, with where the token counts came from, the server's metrics
+    (``--server-metrics``: speculative decoding as vLLM prints it, then the scraped
+    series) and the self-check."""
     metrics = measured.metrics
     lines = format_report(
         metrics,
@@ -311,14 +319,21 @@ def run_report(
         f"{_source_text(metrics.output_tokens_sources, metrics.completed)}",
         f"{'Input token counts from:':<40} " + _input_source_text(config, plan, metrics),
     ]
-    lines[-1:-1] = extra_lines + measured.self_check.report_lines()
+    server_lines = server.report_lines() if server is not None else []
+    lines[-1:-1] = extra_lines + server_lines + measured.self_check.report_lines()
     return lines
 
 
 def result_json(
-    config: BenchConfig, plan: WorkloadPlan, execution: Execution, measured: Measured
+    config: BenchConfig,
+    plan: WorkloadPlan,
+    execution: Execution,
+    measured: Measured,
+    *,
+    server: ServerMetrics | None = None,
 ) -> dict[str, Any]:
-    """The result file's content: vLLM's keys, then ours (not yet scrubbed)."""
+    """The result file's content: vLLM's keys, then ours (not yet scrubbed); with
+    ``--server-metrics``, ``server_metrics`` and vLLM's ``spec_decode_*`` keys."""
     metrics = measured.metrics
     records = execution.records
     outputs = [r.output for r in records]
@@ -367,6 +382,8 @@ def result_json(
         interrupted=execution.interrupted,
         not_finished=execution.not_finished,
     )
+    if server is not None:
+        result.update(server.result_keys())
     if not config.save_detailed:
         for key in DETAILED_KEYS:
             result.pop(key, None)

@@ -25,6 +25,7 @@ from ._records import RecordSink, write_result
 from ._redact import Console, redact_url
 from ._report import first_lines, intro_lines, outcome_lines, result_json, run_report
 from ._selfcheck import SelfCheck
+from ._server_metrics import require_prometheus_client, scrape_server_metrics
 from ._setup import (
     check_environment,
     check_loop,
@@ -106,6 +107,8 @@ async def arun_benchmark(
     config.validate(set(OPENAI_COMPATIBLE_BACKENDS))
     get_backend(config.backend)  # ConfigError early for an unknown name
     check_environment(config)
+    if config.server_metrics is not None:
+        require_prometheus_client()
     raise_fd_limit()  # one socket per stream: 1024 (a common soft limit) is not enough
     console = Console(config.scrubber(), stdout, config.quiet)
     console.say_lines(first_lines(config))
@@ -150,18 +153,20 @@ async def _run(
             await get_ready(config, client, plan, console)
             if config.profile:
                 await profile(config, target, "start", console)
-            sink.start_progress()
-            executor = controls.executor or _executor(plan, client, controls)
-            execution = await executor.run(plan, sink)
+            async with scrape_server_metrics(config, target, console) as scraper:
+                sink.start_progress()
+                executor = controls.executor or _executor(plan, client, controls)
+                execution = await scraper.during(executor.run(plan, sink))
+                server = await scraper.finish(execution)
             if config.profile:
                 # Even after Ctrl-C: a server left profiling fills its disk.
                 with anyio.move_on_after(30, shield=True):
                     await profile(config, target, "stop", console)
     measured = measure(config, plan, execution)
     console.say_lines(outcome_lines(execution, measured))
-    report = run_report(config, plan, execution, measured)
+    report = run_report(config, plan, execution, measured, server=server)
     console.say_lines(report)
-    result = console.scrub.data(result_json(config, plan, execution, measured))
+    result = console.scrub.data(result_json(config, plan, execution, measured, server=server))
     path = write_result(config, plan, execution, result)
     if path is not None:
         console.say(f"Saved the result to {path}")

@@ -36,6 +36,25 @@ def _to_offsets(value: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted({int(v) for v in value}))
 
 
+def _to_pair(value: Iterable[int] | None) -> tuple[int, int] | None:
+    # A tuple whatever came (JSON gives a list); the validator checks it is a pair.
+    return None if value is None else tuple(value)  # type: ignore[return-value]
+
+
+def _check_spec_decode(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if (
+        len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not 0 <= value[1] <= value[0]
+        or value[0] < 1
+    ):
+        raise ValueError(
+            f"{attribute.name} must be (k, a) with 1 <= k and 0 <= a <= k, got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class MockBehaviour:
     """How the mock server answers; every field can be overridden per request.
@@ -49,6 +68,13 @@ class MockBehaviour:
     ttft: float = attrs.field(default=0.0, converter=_to_float, validator=_nonneg_f)
     itl: float = attrs.field(default=0.0, converter=_to_float, validator=_nonneg_f)
 
+    # Load (a server with a known knee): at most ``capacity`` requests generate at once,
+    # the others wait in a first-come queue before their first token, so TTFT jumps
+    # once the concurrency exceeds it; and each request's TTFT grows by
+    # ``ttft_per_active`` seconds per other request generating when it starts.
+    capacity: int | None = attrs.field(default=None, validator=_opt_pos_int)
+    ttft_per_active: float = attrs.field(default=0.0, converter=_to_float, validator=_nonneg_f)
+
     # Output shape.
     output_len: int = attrs.field(default=16, validator=_nonneg)
     max_output_len: int | None = attrs.field(default=None, validator=_opt_nonneg_int)
@@ -61,6 +87,11 @@ class MockBehaviour:
     tgi_eos: bool = False
     mii_legacy: bool = False
     embedding_dim: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    #: ``(k, a)``: speculative decoding as ``GET /metrics`` counts it, each step drafting
+    #: ``k`` tokens and accepting the first ``a`` (vLLM's ``vllm:spec_decode_*``).
+    spec_decode: tuple[int, int] | None = attrs.field(
+        default=None, converter=_to_pair, validator=_check_spec_decode
+    )
 
     # SSE framing.
     line_ending: str = attrs.field(

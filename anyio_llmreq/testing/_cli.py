@@ -62,6 +62,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--ttft", type=float, default=SERVING_TTFT, help="seconds to the first event"
     )
     timing.add_argument("--itl", type=float, default=SERVING_ITL, help="seconds between events")
+    timing.add_argument(
+        "--capacity",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N requests generate at once; the others queue before their first "
+        "token (default: no limit)",
+    )
+    timing.add_argument(
+        "--ttft-per-active",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds added to the TTFT per other request generating",
+    )
     timing.add_argument("--output-len", type=int, default=16, help="tokens when unspecified")
     timing.add_argument("--max-output-len", type=int, default=None, help="cap on tokens")
     timing.add_argument("--tokens-per-event", type=int, default=1, help="tokens in each event")
@@ -112,6 +127,8 @@ def behaviour_from_args(args: argparse.Namespace) -> MockBehaviour:
     base = MockBehaviour(
         ttft=args.ttft,
         itl=args.itl,
+        capacity=args.capacity,
+        ttft_per_active=args.ttft_per_active,
         output_len=args.output_len,
         max_output_len=args.max_output_len,
         tokens_per_event=args.tokens_per_event,

@@ -31,6 +31,8 @@ from ._http import (
     response_head,
 )
 from ._http import parse_multipart as _parse_multipart
+from ._metrics import CONTENT_TYPE as _METRICS_TYPE
+from ._metrics import MockMetrics
 from ._records import RecordedRequest, ServerStats
 
 __all__ = ["MockServer", "open_mock_server"]
@@ -58,6 +60,25 @@ class _Fault:
     kind: str
     after: int
     duration: float | None = None
+
+
+@attrs.define(eq=False)
+class _Load:
+    """Requests generating now (``running``) and queued for a slot (``waiting``) under
+    ``MockBehaviour.capacity``; the limiter follows the capacity the requests ask for."""
+
+    running: int = 0
+    waiting: int = 0
+    _limiter: anyio.CapacityLimiter | None = None
+
+    def limiter(self, capacity: int | None) -> anyio.CapacityLimiter | None:
+        if capacity is None:
+            return None
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(capacity)
+        elif self._limiter.total_tokens != capacity:
+            self._limiter.total_tokens = capacity
+        return self._limiter
 
 
 @attrs.define(eq=False)
@@ -167,6 +188,11 @@ class MockServer:
     errors: list[str] = attrs.Factory(list)
     _rng: random.Random = attrs.field(init=False)
     _seq: int = attrs.field(init=False, default=0)
+    #: What ``GET /metrics`` shows (vLLM's names; see ``_metrics``).
+    metrics: MockMetrics = attrs.field(
+        init=False, default=attrs.Factory(lambda s: MockMetrics(model=s.model), takes_self=True)
+    )
+    _load: _Load = attrs.field(init=False, factory=_Load)
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self._behaviour.seed)
@@ -228,6 +254,10 @@ class MockServer:
         path = req.path
         if path.startswith("/mock/"):
             return await self._control(conn, req)
+        if path == "/metrics" and req.method == "GET":
+            # Like /mock/*, a scrape is neither recorded nor counted as a request.
+            page = self.metrics.render(self._behaviour, self._load.waiting)
+            return await self._simple(conn, req, None, 200, page, _METRICS_TYPE)
         self.stats.requests += 1
         self.stats.count_path(path)
         rec = None
@@ -251,7 +281,7 @@ class MockServer:
             return await self._error(conn, req, rec, 404, f"no route for {path}")
         if method != "POST":
             return await self._error(conn, req, rec, 405, f"{method} not allowed on {path}")
-        return await self._generate(conn, req, rec, *found)
+        return await self.metrics.served(req, self._generate(conn, req, rec, *found))
 
     # --- generation ----------------------------------------------------------------------
 
@@ -270,6 +300,7 @@ class MockServer:
             return await self._error(conn, req, rec, 400, str(exc))
         self._seq += 1
         ctx = Context(body, b, self._model_for(req, body), self._seq, int(time.time()))
+        self.metrics.started(req, body, b)
         fault = self._random_fault(b) or _configured_fault(b)
         if b.hang:
             self._note_fault(rec, "hang")
@@ -291,6 +322,19 @@ class MockServer:
             return False
         reply = dialect(ctx)
         conn.trickle = b.trickle
+        if b.capacity is not None or b.ttft_per_active:
+            return await self._reply_under_load(conn, req, rec, b, reply, fault)
+        return await self._reply(conn, req, rec, b, reply, fault)
+
+    async def _reply(
+        self,
+        conn: _Conn,
+        req: HTTPRequest,
+        rec: RecordedRequest | None,
+        b: MockBehaviour,
+        reply: Reply,
+        fault: _Fault | None,
+    ) -> bool:
         if isinstance(reply, StreamReply):
             if fault is not None and fault.after < 0:
                 fault = attrs.evolve(fault, after=self._rng.randrange(len(reply.events) + 1))
@@ -298,6 +342,36 @@ class MockServer:
         if fault is not None and fault.kind not in ("reset", "stall"):
             fault = None  # in-stream faults have no meaning for a whole-body reply
         return await self._body(conn, req, rec, b, reply, fault)
+
+    async def _reply_under_load(
+        self,
+        conn: _Conn,
+        req: HTTPRequest,
+        rec: RecordedRequest | None,
+        b: MockBehaviour,
+        reply: Reply,
+        fault: _Fault | None,
+    ) -> bool:
+        """``capacity`` and ``ttft_per_active``: wait for a generation slot (first come,
+        first served), then answer with the TTFT raised by the others generating."""
+        load = self._load
+        limiter = load.limiter(b.capacity)
+        if limiter is not None:
+            load.waiting += 1
+            try:
+                await limiter.acquire()
+            finally:
+                load.waiting -= 1
+        others = load.running
+        load.running += 1
+        try:
+            if b.ttft_per_active and others:
+                b = attrs.evolve(b, ttft=b.ttft + b.ttft_per_active * others)
+            return await self._reply(conn, req, rec, b, reply, fault)
+        finally:
+            load.running -= 1
+            if limiter is not None:
+                limiter.release()
 
     def _parse_input(
         self, req: HTTPRequest, rec: RecordedRequest | None, takes_form: bool
@@ -430,12 +504,14 @@ class MockServer:
                 rec.event_tokens.append(event.tokens)
             stats.events += 1
             stats.tokens += len(event.tokens)
+            self.metrics.sent(req, len(event.tokens))
             if b.ping_every and (i + 1) % b.ping_every == 0:
                 await conn.send(chunk(b": ping" + end))
         if fault_at == len(reply.events) and fault is not None:
             outcome = await self._stream_fault(conn, rec, b, fault, prefix, le)
             if outcome is not None:
                 return outcome and keep
+        self.metrics.finished(req)  # before the end goes out: a later scrape sees it
         if reply.done and b.send_done:
             await self._write_event(conn, prefix + b"[DONE]" + end, b)
         await conn.send(TERMINATOR)
@@ -511,6 +587,8 @@ class MockServer:
                 await conn.wait_closed()
                 return False
             await anyio.sleep(fault.duration)
+        self.metrics.sent(req, len(reply.tokens))
+        self.metrics.finished(req)
         keep = req.keep_alive
         head = response_head(
             reply.status,
