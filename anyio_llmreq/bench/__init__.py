@@ -15,12 +15,15 @@ execution       ``_execute``     plan -> ``Execution`` through an ``Executor``:
                                  ``_workers.WorkerExecutor``
 records         ``_records``     each ``RequestRecord`` as it finishes (JSONL,
                                  progress), the result JSON file
+server metrics  ``_server_       the server's Prometheus page before, during and
+                metrics``        after the run -> ``server_metrics``
 metrics         ``_metrics``     execution -> ``Measured``
 report          ``_report``      everything -> printed lines, result JSON
 ==============  ===============  =============================================
 
-``_run`` drives a config through them once. A new dataset is a sampler in
-``_datasets``; a new executor (e.g. Ray) is one new module with a class satisfying
+``_run`` drives a config through them once. A new dataset is a sampler module named
+in ``_datasets._SAMPLERS`` (the ``hf``, multimodal and other vLLM datasets live in
+``_hf_datasets``, ``_mm_datasets`` and ``_extra_datasets``); a new executor (e.g. Ray) is one new module with a class satisfying
 ``Executor``, passed as ``arun_benchmark(..., executor=...)``; a new report (e.g. HTML)
 is one new module reading the same stage types. Credentials are kept out of every
 output by ``_redact``.
