@@ -1,4 +1,4 @@
-"""The ``anyio-llmreq`` command: ``bench``, ``sweep`` and ``mock-server``."""
+"""The ``anyio-llmreq`` command: ``bench``, ``sweep``, ``report`` and ``mock-server``."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from .bench._cli import add_parser as add_bench_parser
+    from .report._cli import add_parser as add_report_parser
     from .sweep._cli import add_parser as add_sweep_parser
     from .testing._cli import add_parser as add_mock_parser
 
     add_bench_parser(subparsers)
     add_sweep_parser(subparsers)
+    add_report_parser(subparsers)
     add_mock_parser(subparsers)
     return parser
 

@@ -13,7 +13,9 @@ import pytest
 
 import anyio_llmreq
 
-SUBPACKAGES = ["anyio_llmreq.bench", "anyio_llmreq.sweep", "anyio_llmreq.testing"]
+SUBPACKAGES = [
+    "anyio_llmreq.bench", "anyio_llmreq.report", "anyio_llmreq.sweep", "anyio_llmreq.testing",
+]  # fmt: skip
 BENCH_EXTRA = ("numpy", "tqdm", "transformers")
 
 

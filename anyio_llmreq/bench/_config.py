@@ -617,6 +617,12 @@ class BenchConfig:
     label: str | None = flag(
         None, group=_OUTPUT, help="Label for the result and its file name (default: the backend)."
     )
+    report: str | None = flag(
+        None,
+        group=_OUTPUT,
+        metavar="PATH",
+        help="Write the HTML report of the run to PATH at the end (the report extra).",
+    )
     output_jsonl: str | None = flag(
         None,
         group=_OUTPUT,

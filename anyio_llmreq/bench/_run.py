@@ -170,7 +170,7 @@ async def _run(
     path = write_result(config, plan, execution, result)
     if path is not None:
         console.say(f"Saved the result to {path}")
-    return BenchmarkResult(
+    outcome = BenchmarkResult(
         config=config,
         metrics=measured.metrics,
         result=result,
@@ -186,6 +186,20 @@ async def _run(
         input_tokens_source=target.counter.kind,
         stop_signal=execution.stop_signal,
     )
+    if config.report is not None:
+        # The page draws distributions and timelines from the per-request lists, which
+        # the result file holds only with --save-detailed.
+        full = attrs.evolve(config, save_detailed=True)
+        detailed = result_json(full, plan, execution, measured, server=server)
+        await anyio.to_thread.run_sync(_write_report, console.scrub.data(detailed), config.report)
+        console.say(f"Wrote the report to {config.report}")
+    return outcome
+
+
+def _write_report(result: dict[str, Any], path: str) -> None:
+    from ..report import write_report
+
+    write_report(result, path)
 
 
 def _executor(plan: WorkloadPlan, client: Client, controls: RunControls) -> Executor:

@@ -54,6 +54,8 @@ def check_environment(config: BenchConfig) -> None:
     """
     check_loop(config.loop)
     _check_dataset_path(config)
+    if config.report is not None:
+        check_report_extra("--report")
     if config.output_jsonl is not None:
         parent = os.path.dirname(os.path.abspath(config.output_jsonl))
         if not os.path.isdir(parent):
@@ -63,6 +65,24 @@ def check_environment(config: BenchConfig) -> None:
                 why=f"no directory {parent}",
                 hint="Create it, or pick another path.",
             )
+
+
+def check_report_extra(where: str) -> None:
+    """The HTML report needs the ``report`` extra: said before the run, not after it.
+
+    Raises:
+        UsageError: altair or vl-convert-python is not installed.
+    """
+    import importlib.util
+
+    missing = [name for name in ("altair", "vl_convert") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            "missing packages",
+            where=where,
+            why=f"the HTML report needs {' and '.join(missing)}",
+            hint="Install them with: pip install 'anyio-llmreq[report]'",
+        )
 
 
 def check_loop(loop: str) -> None:

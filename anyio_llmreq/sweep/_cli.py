@@ -133,6 +133,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     """
     bench_args = argparse.Namespace(**vars(args))
     bench_args.request_rate = None  # the sweep's --request-rate is a list
+    bench_args.report = None  # one report for the whole sweep, not one per point
     bench = bench_config_from_args(bench_args)
     axes: list[tuple[str, tuple[Any, ...]]] = []
     if args.sweep_concurrency is not None:
@@ -241,6 +242,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     are written."""
     from .._exceptions import LLMReqError
     from ..bench._cli import _check_bench_extra
+    from ..bench._setup import check_report_extra
     from ._run import run_sweep
 
     debug = _debug(args)
@@ -248,7 +250,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         _check_bench_extra()
         config = config_from_args(args)
+        if args.report is not None:
+            check_report_extra("--report")
         result = run_sweep(config)
+        if args.report is not None and result.measured:
+            from ..report import write_report
+
+            write_report(config.output_dir, args.report)
+            print(f"Wrote the report to {args.report}")
     except UsageError as exc:
         if debug:
             raise
