@@ -23,9 +23,10 @@ report          ``_report``      everything -> printed lines, result JSON
 
 ``_run`` drives a config through them once. A new dataset is a sampler module named
 in ``_datasets._SAMPLERS`` (the ``hf``, multimodal and other vLLM datasets live in
-``_hf_datasets``, ``_mm_datasets`` and ``_extra_datasets``); a new executor (e.g. Ray) is one new module with a class satisfying
-``Executor``, passed as ``arun_benchmark(..., executor=...)``; a new report (e.g. HTML)
-is one new module reading the same stage types. Credentials are kept out of every
+``_hf_datasets``, ``_mm_datasets`` and ``_extra_datasets``); a new executor (e.g. Ray)
+is one new module with a class satisfying ``Executor``, passed as
+``arun_benchmark(..., executor=...)``; the HTML report (``anyio_llmreq.report``) reads
+the saved result JSON. Credentials are kept out of every
 output by ``_redact``.
 """
 
