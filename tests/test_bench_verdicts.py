@@ -209,7 +209,8 @@ def test_loop_lag_is_sampled_only_while_requests_are_in_flight(backend, options)
     assert len(monitor.samples) == settled  # nothing in flight: no more wake-ups
     assert len(monitor.starts) == len(monitor.samples)
     assert all(lag >= 0 for lag in monitor.samples)
-    assert monitor.starts == sorted(monitor.starts) and monitor.starts[0] >= 0.05
+    # uvloop rounds timers to whole milliseconds: the 50 ms sleep may end 1 ms early.
+    assert monitor.starts == sorted(monitor.starts) and monitor.starts[0] >= 0.049
 
 
 def test_since_keeps_the_samples_whose_timer_was_set_after_the_burst():
