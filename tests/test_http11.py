@@ -28,7 +28,7 @@ from anyio_llmreq._transport._http11 import (
 
 from .strategies import split_at, splits
 
-FAST = settings(max_examples=200, deadline=None)
+FAST = settings(max_examples=120, deadline=None)
 
 # -- the two sides -----------------------------------------------------------------------
 
