@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
 
+#: Each command's module (with ``add_parser``), imported only when its parser is built:
+#: ``anyio-llmreq bench`` need not import the report, sweep and mock-server code (100+ ms).
+_COMMANDS = {
+    "bench": "anyio_llmreq.bench._cli",
+    "sweep": "anyio_llmreq.sweep._cli",
+    "report": "anyio_llmreq.report._cli",
+    "mock-server": "anyio_llmreq.testing._cli",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command-line parser: every command, or only the command *only*."""
     parser = argparse.ArgumentParser(
         prog="anyio-llmreq",
         description="Benchmark LLM serving backends: TTFT, ITL, TPOT and latency.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from .bench._cli import add_parser as add_bench_parser
-    from .report._cli import add_parser as add_report_parser
-    from .sweep._cli import add_parser as add_sweep_parser
-    from .testing._cli import add_parser as add_mock_parser
-
-    add_bench_parser(subparsers)
-    add_sweep_parser(subparsers)
-    add_report_parser(subparsers)
-    add_mock_parser(subparsers)
+    for name, module in _COMMANDS.items():
+        if only is None or only == name:
+            importlib.import_module(module).add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
-    status: int = args.func(args)
+    args = list(sys.argv[1:] if argv is None else argv)
+    # `--help` and an unknown command get the full parser.
+    only = args[0] if args and args[0] in _COMMANDS else None
+    parsed = build_parser(only).parse_args(args)
+    status: int = parsed.func(parsed)
     return status
 
 

@@ -216,15 +216,26 @@ def _deadline_error(total: float | None) -> RequestTimeout:
     return RequestTimeout(f"RequestTimeout: total deadline of {total} s exceeded")
 
 
-@attrs.define(eq=False, slots=True)
 class _FastRequest:
     """A JSON request for our own transport, before any ``httpx.Request`` exists.
 
     It is what ``Client._make_request`` would build (the same arguments): the head is
     encoded from these fields in httpx's header order, so the bytes on the wire are the
     same, and ``to_httpx`` builds that very ``httpx.Request`` when one is needed after
-    all (a redirect, an error response).
+    all (a redirect, an error response). A plain class: attrs would compile its methods
+    at import.
     """
+
+    __slots__ = (
+        "chunked",
+        "content",
+        "extensions",
+        "head",
+        "headers",
+        "keep_alive",
+        "method",
+        "url",
+    )
 
     method: str
     url: httpx.URL
@@ -235,6 +246,26 @@ class _FastRequest:
     head: bytes  # the encoded request head (``encode_head``'s)
     chunked: bool
     keep_alive: bool
+
+    def __init__(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes,
+        extensions: dict[str, Any],
+        head: bytes,
+        chunked: bool,
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.content = content
+        self.extensions = extensions
+        self.head = head
+        self.chunked = chunked
+        self.keep_alive = keep_alive
 
     def to_httpx(self) -> httpx.Request:
         return httpx.Request(

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncGenerator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import attrs
-from anyio.lowlevel import RunVar
 
 from ._client import Client
 from ._engine import Timeouts
 from ._models import RequestFuncInput, RequestFuncOutput
 from .backends._registry import backend_names, get_backend, on_register
+
+if TYPE_CHECKING:
+    from anyio.lowlevel import RunVar
 
 __all__ = [
     "ASYNC_REQUEST_FUNCS",
@@ -66,16 +67,25 @@ class RequestFunc(Protocol):
     ) -> RequestFuncOutput: ...
 
 
-@attrs.define(eq=False)
 class _Shared:
-    client: Client
-    # Keeps the lifetime generator alive until the event loop finalizes it.
-    lifetime: AsyncGenerator[None, None]
-    # The event loop (asyncio) or run (trio token) it belongs to; None: unknown.
-    owner: object = None
+    """The shared client of one event loop. A plain class: an attrs one would compile
+    its methods at import, for an object made once per loop."""
+
+    __slots__ = ("client", "lifetime", "owner")
+
+    def __init__(
+        self, client: Client, lifetime: AsyncGenerator[None, None], owner: object = None
+    ) -> None:
+        self.client = client
+        # Keeps the lifetime generator alive until the event loop finalizes it.
+        self.lifetime = lifetime
+        # The event loop (asyncio) or run (trio token) it belongs to; None: unknown.
+        self.owner = owner
 
 
-_SHARED: RunVar[_Shared] = RunVar("anyio_llmreq.shared_client")
+# Made on first use: ``anyio.lowlevel`` (and the event-loop detection it loads) is not
+# needed to import the library.
+_SHARED: RunVar[_Shared] | None = None
 # The shared client last looked up, with its loop: a ``RunVar`` lookup (anyio's backend
 # detection, then a weak mapping) costs more per request than all of this module.
 _last: _Shared | None = None
@@ -96,6 +106,17 @@ def _run_owner() -> object:
         except RuntimeError:
             pass
     return None
+
+
+def _shared_var() -> RunVar[_Shared]:
+    global _SHARED
+    if _SHARED is None:
+        from anyio.lowlevel import RunVar
+
+        _SHARED = RunVar("anyio_llmreq.shared_client")
+    return _SHARED
+
+
 _default_timeouts = Timeouts()
 
 
@@ -124,7 +145,7 @@ async def shared_client() -> Client:
     shared = _last
     if shared is None or owner is None or shared.owner is not owner:
         try:
-            shared = _SHARED.get()
+            shared = _shared_var().get()
         except LookupError:
             shared = None
         if shared is not None and owner is not None:
@@ -139,7 +160,7 @@ async def shared_client() -> Client:
     lifetime = _close_at_loop_end(client)
     await lifetime.__anext__()
     shared = _Shared(client, lifetime, owner)
-    _SHARED.set(shared)
+    _shared_var().set(shared)
     if owner is not None:
         _last = shared
     return client
@@ -181,9 +202,7 @@ def make_request_func(backend_name: str, func_name: str) -> RequestFunc:
 async_request_tgi = make_request_func("tgi", "async_request_tgi")
 async_request_trt_llm = make_request_func("tensorrt-llm", "async_request_trt_llm")
 async_request_deepspeed_mii = make_request_func("deepspeed-mii", "async_request_deepspeed_mii")
-async_request_openai_completions = make_request_func(
-    "openai", "async_request_openai_completions"
-)
+async_request_openai_completions = make_request_func("openai", "async_request_openai_completions")
 async_request_openai_chat_completions = make_request_func(
     "openai-chat", "async_request_openai_chat_completions"
 )

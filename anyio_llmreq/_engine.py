@@ -151,41 +151,85 @@ def _translate(exc: Exception) -> RequestError:
     return RequestError(f"unexpected {name}: {detail}")
 
 
-@attrs.define
 class Exchange:
     """The state of one request/response: decoding, timings, accumulated output.
 
-    ``feed`` is the per-read hot path; it is synchronous and allocates little.
+    ``feed`` is the per-read hot path; it is synchronous and allocates little. A plain
+    class (one per request, never compared or copied): attrs would compile its methods
+    at import for nothing.
     """
+
+    __slots__ = (
+        "_body",
+        "_body_bytes",
+        "_stream_left",
+        "_token_text",
+        "acc",
+        "backend",
+        "decoder",
+        "error",
+        "first",
+        "input_audio_duration",
+        "itl",
+        "last",
+        "max_bytes",
+        "max_stream_bytes",
+        "request",
+        "start",
+        "status_code",
+        "streamed",
+    )
 
     backend: Backend
     request: RequestFuncInput
-    max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_bytes: int
     #: The most bytes the response stream may carry; ``None`` for no limit.
-    max_stream_bytes: int | None = None
-    start: float = 0.0
-    decoder: SSEDecoder = attrs.Factory(lambda self: SSEDecoder(self.max_bytes), takes_self=True)
-    acc: Accumulator = attrs.Factory(Accumulator)
-    itl: list[float] = attrs.Factory(list)
-    first: float | None = None
-    last: float = 0.0
-    status_code: int | None = None
-    streamed: bool = True
-    input_audio_duration: float = 0.0
-    error: str = ""
-    _body: list[bytes] = attrs.Factory(list)
-    _body_bytes: int = 0
+    max_stream_bytes: int | None
+    start: float
+    decoder: SSEDecoder
+    acc: Accumulator
+    itl: list[float]
+    first: float | None
+    last: float
+    status_code: int | None
+    streamed: bool
+    input_audio_duration: float
+    error: str
+    _body: list[bytes]
+    _body_bytes: int
     # Bytes the stream may still carry (the bound on what a request accumulates).
-    _stream_left: float = attrs.field(
-        default=attrs.Factory(
-            lambda self: math.inf if self.max_stream_bytes is None else self.max_stream_bytes,
-            takes_self=True,
-        )
-    )
+    _stream_left: float
     # The backend's optional fast path for plain token events (``TokenTextBackend``).
-    _token_text: Callable[[str], str | None] | None = attrs.field(
-        default=attrs.Factory(lambda self: token_text_of(self.backend), takes_self=True)
-    )
+    _token_text: Callable[[str], str | None] | None
+
+    def __init__(
+        self,
+        backend: Backend,
+        request: RequestFuncInput,
+        max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_stream_bytes: int | None = None,
+    ) -> None:
+        self.backend = backend
+        self.request = request
+        self.max_bytes = max_bytes
+        self.max_stream_bytes = max_stream_bytes
+        self.start = 0.0
+        self.decoder = SSEDecoder(max_bytes)
+        self.acc = Accumulator()
+        self.itl = []
+        self.first = None
+        self.last = 0.0
+        self.status_code = None
+        self.streamed = True
+        self.input_audio_duration = 0.0
+        self.error = ""
+        self._body = []
+        self._body_bytes = 0
+        self._stream_left = math.inf if max_stream_bytes is None else max_stream_bytes
+        self._token_text = token_text_of(backend)
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.backend!r} status={self.status_code} error={self.error!r}>"
 
     def feed(self, chunk: bytes, now: float, sink: list[Delta] | None = None) -> None:
         """Decode one read's bytes stamped *now*; append its deltas to *sink* if given."""

@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from anyio_llmreq.bench._tokens import FastTokenCounter, HFTokenCounter, load_token_counter
+from anyio_llmreq.bench._tokens import (
+    FastTokenCounter,
+    HFTokenCounter,
+    load_token_counter,
+    save_pending,
+)
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 
@@ -130,6 +135,7 @@ def test_the_cached_tokenizer_counts_exactly_as_transformers(
 def test_a_cached_tokenizer_loads_without_transformers(tmp_path: Path, cache: Path) -> None:
     path = build(tmp_path / "tok", "bpe")
     load_token_counter(str(path))
+    save_pending()
     code = f"""
         import sys
         from anyio_llmreq.bench._tokens import load_token_counter
@@ -192,6 +198,44 @@ def test_only_auto_mode_with_the_cache_on_uses_it(
 def test_a_broken_cache_entry_falls_back_to_transformers(tmp_path: Path, cache: Path) -> None:
     path = build(tmp_path / "tok", "bpe")
     load_token_counter(str(path))
+    save_pending()
     (entry,) = (cache / "tokenizers").iterdir()
     (entry / "tokenizer.json").write_text("{not json")
     assert isinstance(load_token_counter(str(path)), HFTokenCounter)
+
+
+def entries(cache: Path) -> list[Path]:
+    where = cache / "tokenizers"
+    return sorted(where.iterdir()) if where.exists() else []
+
+
+def test_the_cache_is_written_after_the_load_not_on_the_way(tmp_path: Path, cache: Path) -> None:
+    # Checking and saving a large tokenizer takes about half a second: not before the
+    # first request. The next load (a sweep's next point) saves it first, and uses it.
+    path = build(tmp_path / "tok", "bpe")
+    assert isinstance(load_token_counter(str(path)), HFTokenCounter)
+    assert entries(cache) == []
+    save_pending()
+    assert len(entries(cache)) == 1
+    save_pending()  # nothing left: a no-op
+    assert isinstance(load_token_counter(str(path)), FastTokenCounter)
+
+
+def test_a_process_that_loaded_through_transformers_saves_the_cache_at_exit(
+    tmp_path: Path, cache: Path
+) -> None:
+    path = build(tmp_path / "tok", "bpe")
+    code = f"""
+        import os
+        from anyio_llmreq.bench._tokens import load_token_counter
+        counter = load_token_counter({str(path)!r})
+        print(type(counter).__name__, os.path.exists({str(cache / "tokenizers")!r}))
+    """
+    env = {"ANYIO_LLMREQ_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "PATH": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=60, env=env, check=True,
+    ).stdout.split()  # fmt: skip
+    assert out == ["HFTokenCounter", "False"]  # nothing written while it ran
+    assert len(entries(cache)) == 1  # written at exit
+    assert isinstance(load_token_counter(str(path)), FastTokenCounter)

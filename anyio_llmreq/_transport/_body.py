@@ -16,7 +16,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING, ClassVar, Final, NoReturn
 
 import anyio
-import anyio.abc
 import httpx
 
 from ._errors import describe
@@ -24,6 +23,8 @@ from ._http11 import ChunkedDecoder
 from ._interface import Arrival, Consume, TimedBody
 
 if TYPE_CHECKING:
+    import anyio.abc
+
     from ._pool import Connection
     from ._timers import Watchdog
 
@@ -355,8 +356,10 @@ class Body(TimedBody):
 def shutdown(stream: anyio.abc.ByteStream) -> None:
     """Shut *stream*'s socket down: that wakes a pending receive with EOF on every
     backend, which is how a timed-out read ends without a cancel scope around it."""
+    from anyio.abc import SocketAttribute  # not at import: only a timeout needs it
+
     try:
-        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw = stream.extra(SocketAttribute.raw_socket)
         try:
             raw.shutdown(socket.SHUT_RDWR)
         except TypeError:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from time import perf_counter
 from typing import Final, Protocol, final
 
-import attrs
 import httpx
 
 __all__ = ["ARRIVAL_EXTENSION", "Arrival", "Consume", "OwnStream", "Sink", "TimedBody"]
@@ -27,7 +26,6 @@ Sink = Callable[[bytes, float], bool]
 
 
 @final
-@attrs.define(eq=False)
 class Arrival:
     """When the bytes of one response arrived, as readings of ``clock``.
 
@@ -39,13 +37,26 @@ class Arrival:
             by the response stream. Before the first body bytes are yielded, the read
             that completed the response head.
         first_byte: arrival of the read holding the first byte of the response head.
+        clock: the clock every stamp is read from: a consumer timing with another
+            clock must not mix these stamps with its own readings.
     """
+
+    # A plain class, made once per response: attrs would compile its methods at import.
+    __slots__ = ("clock", "first_byte", "time")
 
     time: float
     first_byte: float
-    #: The clock every stamp is read from: a consumer timing with another clock must
-    #: not mix these stamps with its own readings.
-    clock: Callable[[], float] = attrs.field(default=perf_counter, repr=False)
+    clock: Callable[[], float]
+
+    def __init__(
+        self, time: float, first_byte: float, clock: Callable[[], float] = perf_counter
+    ) -> None:
+        self.time = time
+        self.first_byte = first_byte
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"Arrival(time={self.time!r}, first_byte={self.first_byte!r})"
 
 
 class TimedBody(httpx.AsyncByteStream):

@@ -20,8 +20,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-import anyio.abc
-import attrs
 import httpx
 
 from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming, shutdown
@@ -33,6 +31,8 @@ from ._tls import client_context
 
 if TYPE_CHECKING:
     import asyncio
+
+    import anyio.abc
 
     from ._asyncio_protocol import ReadBatch
 
@@ -52,26 +52,50 @@ _PARSED_HEADS_MAX: Final = 256
 _PARSED_HEAD_BYTES: Final = 2048  # larger heads are parsed each time: a bounded cache
 
 
-@attrs.define(eq=False)
 class Connection:
     """One pooled connection: its stream, and the same stream as an ``OwnStream`` when
     it is one of ours (None: anyio's own, trio over TLS).
 
     While a response head is awaited the connection is in the watchdog's set
     (``check``), which enforces the read timeout as it does for bodies: no cancel
-    scope (and its timer) per request.
+    scope (and its timer) per request. A plain class: attrs would compile its methods
+    at import.
     """
+
+    __slots__ = (
+        "fd",
+        "head_timeout",
+        "idle_since",
+        "key",
+        "own",
+        "stream",
+        "timed_out",
+        "wait_start",
+    )
 
     stream: anyio.abc.ByteStream
     key: _Key
     own: OwnStream | None
     # The socket's descriptor, for the idle check (-1: none).
-    fd: int = attrs.field(default=attrs.Factory(lambda self: _fileno(self.stream), takes_self=True))
-    idle_since: float = 0.0
+    fd: int
+    idle_since: float
     # The wait for the response head: its start, its limit, and whether it ran out.
-    wait_start: float | None = None
-    head_timeout: float = _INF
-    timed_out: bool = False
+    wait_start: float | None
+    head_timeout: float
+    timed_out: bool
+
+    def __init__(self, stream: anyio.abc.ByteStream, key: _Key, own: OwnStream | None) -> None:
+        self.stream = stream
+        self.key = key
+        self.own = own
+        self.fd = _fileno(stream)
+        self.idle_since = 0.0
+        self.wait_start = None
+        self.head_timeout = _INF
+        self.timed_out = False
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.key} fd={self.fd}>"
 
     def check(self, now: float) -> float:
         """The watchdog's check of the wait for the response head (see ``Watchdog``)."""
@@ -560,7 +584,9 @@ def _dropped(conn: Connection) -> bool:
 
 
 def _fileno(stream: anyio.abc.ByteStream) -> int:
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    from anyio.abc import SocketAttribute  # not at import: only a connection needs it
+
+    sock = stream.extra(SocketAttribute.raw_socket, None)
     if sock is None:
         return -1
     try:

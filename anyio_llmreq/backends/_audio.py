@@ -6,8 +6,6 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar, final
 
-import attrs
-
 from .._exceptions import ConfigError, StreamProtocolError
 from .._models import (
     Accumulator,
@@ -23,7 +21,7 @@ from .._models import (
 )
 from ._base import (
     Framing,
-    Stateless,
+    WithTemperature,
     base_headers,
     error_message,
     event_object,
@@ -102,8 +100,7 @@ def _usage(usage: Any) -> UsageDelta | None:
 
 
 @final
-@attrs.frozen
-class OpenAIAudio(Stateless):
+class OpenAIAudio(WithTemperature):
     """Speech to text, streamed as chat-style chunks (vLLM's form fields and order).
 
     Sans-IO: it takes the audio prepared, never raw. ``multi_modal_content`` holds
@@ -120,7 +117,7 @@ class OpenAIAudio(Stateless):
     *temperature* as ``OpenAICompletions``' (``None``: not sent).
     """
 
-    temperature: float | None = 0.0
+    __slots__ = ()
 
     name: ClassVar[str] = "openai-audio"
     framing: ClassVar[Framing] = "sse"

@@ -31,6 +31,7 @@ __all__ = [
     "Framing",
     "Stateless",
     "TokenTextBackend",
+    "WithTemperature",
     "base_headers",
     "decode_json",
     "error_message",
@@ -108,6 +109,14 @@ class Stateless:
     Subclasses declare ``__slots__ = ()`` and are not decorated: attrs generates (and
     compiles) the methods once, here, not once per backend class at import.
     """
+
+
+@attrs.frozen
+class WithTemperature(Stateless):
+    """The base of the built-in backends whose one field is ``temperature``: like
+    ``Stateless``, subclasses declare ``__slots__ = ()`` and are not decorated."""
+
+    temperature: float | None = 0.0
 
 
 def validate_url(url: str, api_name: str, suffixes: Iterable[str]) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, final
 
-import attrs
-
 from .._exceptions import ConfigError, StreamProtocolError
 from .._json import token_loads
 from .._models import (
@@ -23,7 +21,7 @@ from .._models import (
 )
 from ._base import (
     Framing,
-    Stateless,
+    WithTemperature,
     base_headers,
     error_message,
     event_object,
@@ -63,8 +61,7 @@ def _bad_shape(obj: dict[str, Any]) -> StreamProtocolError:
 
 
 @final
-@attrs.frozen
-class OpenAICompletions(Stateless):
+class OpenAICompletions(WithTemperature):
     """``/v1/completions``, streaming. The payload is byte-for-byte vLLM's.
 
     Any event whose first choice has non-empty ``text`` is a token event; usage is read
@@ -75,7 +72,7 @@ class OpenAICompletions(Stateless):
     ``--temperature``).
     """
 
-    temperature: float | None = 0.0
+    __slots__ = ()
 
     name: ClassVar[str] = "openai"
     framing: ClassVar[Framing] = "sse"
@@ -190,8 +187,7 @@ def chat_deltas(choice: dict[str, Any], deltas: list[Delta]) -> None:
 
 
 @final
-@attrs.frozen
-class OpenAIChat(Stateless):
+class OpenAIChat(WithTemperature):
     """``/v1/chat/completions``, streaming. The payload is byte-for-byte vLLM's.
 
     TTFT is stamped on the first event carrying content, reasoning or a tool call, not on
@@ -199,7 +195,7 @@ class OpenAIChat(Stateless):
     *temperature* as ``OpenAICompletions``'.
     """
 
-    temperature: float | None = 0.0
+    __slots__ = ()
 
     name: ClassVar[str] = "openai-chat"
     framing: ClassVar[Framing] = "sse"

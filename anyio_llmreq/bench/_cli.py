@@ -87,13 +87,10 @@ def _usage_error(message: str) -> NoReturn:
 
 
 def _check_bench_extra() -> None:
-    """The bench needs the ``bench`` extra (numpy, tqdm); a base install has neither."""
-    missing = []
-    for name in ("numpy", "tqdm"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
+    """The bench needs the ``bench`` extra (numpy, tqdm); a base install has neither.
+    Looked up, not imported: each is imported where the run uses it (tqdm only for the
+    progress bar)."""
+    missing = [name for name in ("numpy", "tqdm") if not _installed(name)]
     if missing:
         raise UsageError(
             "missing packages",
@@ -101,6 +98,16 @@ def _check_bench_extra() -> None:
             why="anyio-llmreq bench needs the bench extra",
             hint="Install it with: pip install 'anyio-llmreq[bench]'",
         )
+
+
+def _installed(name: str) -> bool:
+    """Whether *name* can be imported, without importing it (None in ``sys.modules``:
+    blocked, as ``import`` reads it)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    from importlib.util import find_spec
+
+    return find_spec(name) is not None
 
 
 def run_from_args(args: argparse.Namespace) -> int:

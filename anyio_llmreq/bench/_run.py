@@ -35,7 +35,7 @@ from ._setup import (
     profile,
     resolve_target,
 )
-from ._tokens import TokenCounter
+from ._tokens import TokenCounter, save_pending
 
 __all__ = ["BenchmarkResult", "RunControls", "arun_benchmark", "run_benchmark"]
 
@@ -170,6 +170,8 @@ async def _run(
     path = write_result(config, plan, execution, result)
     if path is not None:
         console.say(f"Saved the result to {path}")
+    # A first load's tokenizer cache is checked and written now, after the measured part.
+    await anyio.to_thread.run_sync(save_pending)
     outcome = BenchmarkResult(
         config=config,
         metrics=measured.metrics,

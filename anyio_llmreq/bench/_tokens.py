@@ -22,6 +22,7 @@ __all__ = [
     "TokenCounter",
     "WordCounter",
     "load_token_counter",
+    "save_pending",
 ]
 
 # A plain vocabulary for word prompts: one ASCII word per token, no escaping needed.
@@ -266,7 +267,9 @@ def load_token_counter(
     retries would take tens of seconds to fail the same way.
 
     In ``"auto"`` mode a tokenizer loaded before from the same files (see
-    ``_cached_counter``) comes back as a ``FastTokenCounter`` without transformers.
+    ``_cached_counter``) comes back as a ``FastTokenCounter`` without transformers. One
+    loaded through transformers is saved to that cache later (``save_pending``), off
+    the way to the first request.
 
     Raises:
         UsageError: it can't be loaded; the reason and what to pass instead (*flag*
@@ -296,6 +299,7 @@ def load_token_counter(
             )
         return HFTokenCounter(tok, name)
 
+    save_pending()  # what an earlier load left: the cache may hold this one now
     entry = None
     if tokenizer_mode == "auto":
         entry = _cache_entry(name, trust_remote_code, offline or _hf_offline())
@@ -319,8 +323,43 @@ def load_token_counter(
     if offline and say is not None:
         say(f"{_hub_host()} is not reachable: using the cached tokenizer {name!r}.")
     if entry is not None:
-        _store(entry, counter.tokenizer)
+        _defer_store(entry, counter.tokenizer)
     return counter
+
+
+# Tokenizers loaded through transformers and not yet checked and saved to the cache:
+# at most one (each load first saves what the one before left), else saved at exit.
+_PENDING: dict[str, Any] = {}
+_save_at_exit_registered = False
+
+
+def _defer_store(entry: str, tok: Any) -> None:
+    """Save *tok* at *entry* later: checking and saving a large tokenizer takes about
+    half a second, which would delay the first request (and during the run would
+    stall the event loop: the GIL is held meanwhile)."""
+    global _save_at_exit_registered
+    if not _save_at_exit_registered:
+        import atexit
+
+        atexit.register(_save_at_exit)
+        _save_at_exit_registered = True
+    _PENDING[entry] = tok
+
+
+def save_pending() -> None:
+    """Check and save to the cache the tokenizers loaded through transformers that are
+    not saved yet (``load_token_counter`` leaves them for later: the next load, or the
+    end of the process). Never raises for a cache that can't be written."""
+    while _PENDING:
+        entry, tok = _PENDING.popitem()
+        _store(entry, tok)
+
+
+def _save_at_exit() -> None:
+    try:
+        save_pending()
+    except KeyboardInterrupt:  # a second Ctrl-C while saving: leave the cache be
+        _PENDING.clear()
 
 
 # Files a tokenizer directory holds that no tokenizer reads: left out of the cache key.
@@ -475,9 +514,10 @@ def _store(entry: str, tok: Any) -> None:
             with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
                 json.dump(meta, f)
             os.replace(tmp, entry)  # atomic: a reader sees all of it or none
-        except OSError:
+        except BaseException:
+            # Not left half-written, whatever stopped it (an OSError: no cache then).
             shutil.rmtree(tmp, ignore_errors=True)
-            return
+            raise
         _prune(root)
     except Exception:
         return
