@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ._config import BenchConfig, UsageError, flags
 
-__all__ = ["add_arguments", "add_parser", "config_from_args", "run_from_args"]
+__all__ = ["add_arguments", "add_parser", "config_from_args", "exit_status", "run_from_args"]
 
 PROG = "anyio-llmreq bench"
 
@@ -116,44 +117,63 @@ def run_from_args(args: argparse.Namespace) -> int:
     setup (one line on stderr, no traceback unless --debug or ANYIO_LLMREQ_DEBUG=1);
     130 after SIGINT and 143 after SIGTERM, once the partial report and files are
     written."""
-    from .._exceptions import LLMReqError
-
-    debug = _debug(args)
     config: BenchConfig | None = None
-    try:
+
+    def bench() -> int:
+        nonlocal config
         _check_bench_extra()
         config = config_from_args(args)
         from ._run import run_benchmark
 
         result = run_benchmark(config)
+        if result.stop_signal is not None:
+            return 128 + result.stop_signal
+        if result.metrics.completed == 0:
+            return 130 if result.interrupted and not result.records else 1
+        return 0
+
+    return exit_status(
+        bench,
+        debug=_debug(args),
+        say=lambda text: _error(text, config),
+        interrupted="interrupted before the run started",
+    )
+
+
+def exit_status(
+    command: Callable[[], int], *, debug: bool, say: Callable[[str], None], interrupted: str
+) -> int:
+    """Run *command* (``bench``, ``sweep``) and map what it raises to one line through
+    *say* and an exit status: a ``UsageError`` its own (2, or 1 when nothing could be
+    measured), a configuration the backend rejects 2, a failed run 1, Ctrl-C before the
+    run 130. With *debug* the exception propagates with its traceback."""
+    from .._exceptions import LLMReqError
+
+    try:
+        return command()
     except UsageError as exc:
         if debug:
             raise
-        _error(str(exc), config)
+        say(str(exc))
         return exc.exit_code
     except (LLMReqError, argparse.ArgumentTypeError) as exc:
         # A configuration the backend rejects (ConfigError): the user's to fix.
         if debug:
             raise
-        _error(str(exc), config)
+        say(str(exc))
         return 2
     except RuntimeError as exc:
         # The run itself failed (the ready check, a worker): nothing was measured.
         if debug:
             raise
-        _error(str(exc), config)
+        say(str(exc))
         return 1
     except KeyboardInterrupt:
         # Ctrl-C before the requests started (during setup): nothing to report.
         if debug:
             raise
-        _error("interrupted before the run started", config)
+        say(interrupted)
         return 130
-    if result.stop_signal is not None:
-        return 128 + result.stop_signal
-    if result.metrics.completed == 0:
-        return 130 if result.interrupted and not result.records else 1
-    return 0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

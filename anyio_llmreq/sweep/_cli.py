@@ -240,14 +240,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     before it are written); 2 for a mistake in the flags or the output directory (one
     line on stderr); 130 after SIGINT and 143 after SIGTERM, once the finished points
     are written."""
-    from .._exceptions import LLMReqError
-    from ..bench._cli import _check_bench_extra
+    from ..bench._cli import _check_bench_extra, exit_status
     from ..bench._setup import check_report_extra
     from ._run import run_sweep
 
-    debug = _debug(args)
     config: SweepConfig | None = None
-    try:
+
+    def sweep() -> int:
+        nonlocal config
         _check_bench_extra()
         config = config_from_args(args)
         if args.report is not None:
@@ -258,29 +258,13 @@ def run_from_args(args: argparse.Namespace) -> int:
 
             write_report(config.output_dir, args.report)
             print(f"Wrote the report to {args.report}")
-    except UsageError as exc:
-        if debug:
-            raise
-        _error(str(exc), config)
-        return exc.exit_code
-    except (LLMReqError, argparse.ArgumentTypeError) as exc:
-        if debug:
-            raise
-        _error(str(exc), config)
-        return 2
-    except RuntimeError as exc:
-        if debug:
-            raise
-        _error(str(exc), config)
-        return 1
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        _error("interrupted", config)
-        return 130
-    if result.stop_signal is not None:
-        return 128 + result.stop_signal
-    return 0 if result.measured else 1
+        if result.stop_signal is not None:
+            return 128 + result.stop_signal
+        return 0 if result.measured else 1
+
+    return exit_status(
+        sweep, debug=_debug(args), say=lambda text: _error(text, config), interrupted="interrupted"
+    )
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

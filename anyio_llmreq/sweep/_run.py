@@ -26,7 +26,7 @@ from ..bench._records import save_result
 from ..bench._report import EMBEDDED_BANNER, TEMPERATURE_WARNING, percentile_word
 from ._saturation import over_saturation, saturation_rates, throughput_plateau
 from ._sla import SLO, BracketSearch, LatencySLO, Tolerance, evaluate, slo_percentiles
-from ._space import ParameterSpace, json_value, param_text, point_name
+from ._space import OUTPUT_FIELDS, ParameterSpace, json_value, param_text, point_name
 from ._stats import MetricSummary, summarize
 
 __all__ = [
@@ -47,21 +47,6 @@ SWEEP_FILE = "sweep.json"
 SETTINGS_FILE = "settings.json"
 POINTS_DIR = "points"
 
-#: Bench fields that change where results go, not what is measured: left out of the
-#: check that a resumed sweep runs with the flags it started with.
-_OUTPUT_FIELDS = frozenset(
-    {
-        "save_result",
-        "save_detailed",
-        "append_result",
-        "result_dir",
-        "result_filename",
-        "output_jsonl",
-        "disable_tqdm",
-        "label",
-        "metadata",
-    }
-)
 #: Per-request lists a point keeps no copy of in memory (its file has them).
 _HEAVY_KEYS = ("generated_texts", "itls", "input_lens_server", "request_ids")
 
@@ -525,7 +510,7 @@ def _settings(bench: BenchConfig) -> dict[str, Any]:
     """The bench flags a resumed sweep must share with the sweep it continues."""
     values = {}
     for field, spec in flags():
-        if field.name in _OUTPUT_FIELDS:
+        if field.name in OUTPUT_FIELDS:
             continue
         value = getattr(bench, field.name)
         values[spec.cli] = json.loads(json.dumps(json_value(value), default=str))

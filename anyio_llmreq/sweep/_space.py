@@ -32,8 +32,8 @@ __all__ = [
     "resolve_param",
 ]
 
-#: Fields the sweep sets itself (its files) or that say nothing about the load.
-_NOT_SWEPT = frozenset(
+#: Bench fields that change where results go, not what is measured.
+OUTPUT_FIELDS = frozenset(
     {
         "save_result",
         "save_detailed",
@@ -43,8 +43,12 @@ _NOT_SWEPT = frozenset(
         "output_jsonl",
         "disable_tqdm",
         "label",
+        "metadata",
+        "report",
     }
 )
+#: Fields the sweep sets itself (its files) or that say nothing about the load.
+_NOT_SWEPT = OUTPUT_FIELDS
 _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
 _NONE = ("none", "null")
