@@ -37,9 +37,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # `--help` and an unknown command get the full parser.
     only = args[0] if args and args[0] in _COMMANDS else None
-    parsed = build_parser(only).parse_args(args)
+    parser = build_parser(only)
+    parsed, unknown = parser.parse_known_args(args)
+    if unknown:
+        # The command's own parser says it, in the command's one-line error style.
+        command = _command_parsers(parser)[parsed.command]
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     status: int = parsed.func(parsed)
     return status
+
+
+def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no commands")  # pragma: no cover - build_parser adds them
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -238,3 +238,15 @@ def test_the_embedded_server_is_named_first_and_loudly():
     run_benchmark(BenchConfig(mock_ttft=0.0, mock_itl=0.0, **FAST), stdout=out)
     first = out.getvalue().splitlines()[0]
     assert first == EMBEDDED_BANNER and "EMBEDDED MOCK SERVER" in first
+
+
+@pytest.mark.parametrize("command", ["bench", "sweep"])
+def test_a_vllm_flag_we_do_not_have_is_one_line(command, capsys):
+    from anyio_llmreq._cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--plot-timeline", "--probe-request-rate", "2"])
+    assert info.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"anyio-llmreq {command}: error: unrecognized arguments: ")
+    assert "--plot-timeline --probe-request-rate 2" in line
