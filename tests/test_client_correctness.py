@@ -80,7 +80,7 @@ async def test_stream_deadline_spares_the_callers_code(transport: str) -> None:
             async with client.stream("openai-chat", req(server.base_url + CHAT)) as stream:
                 async for timed in stream:
                     got.append(timed.delta)
-                    await anyio.sleep(0.1)  # the caller's own work, past the deadline
+                    await anyio.sleep(0.05)  # the caller's own work, past the deadline
                 slept = True
             out = stream.output
     assert slept

@@ -27,7 +27,7 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc"),
 ]
 
-REQUESTS = 1000
+REQUESTS = 600
 CONCURRENCY = 200
 # A stall shorter than the read timeout only delays its request. The read timeout is
 # not 1 s: a burst of hundreds of new connections can lose packets even on loopback
