@@ -8,11 +8,11 @@ The parser and ``config_from_args`` are derived from ``BenchConfig``'s field met
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
+from .._command import debug_requested, finish_parser, say_error
 from ._config import BenchConfig, UsageError, flags
 
 __all__ = ["add_arguments", "add_parser", "config_from_args", "exit_status", "run_from_args"]
@@ -69,22 +69,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise UsageError("invalid value", where=cli.get(name or "", None), why=str(exc)) from None
 
 
-def _debug(args: argparse.Namespace) -> bool:
-    env = os.environ.get("ANYIO_LLMREQ_DEBUG", "").strip().lower()
-    return bool(getattr(args, "debug", False)) or env not in ("", "0", "false", "no", "off")
-
-
 def _error(text: str, config: BenchConfig | None) -> None:
-    if config is not None:
-        text = config.scrubber().text(text)
-    print(f"{PROG}: error: {' '.join(text.split())}", file=sys.stderr)
-
-
-def _usage_error(message: str) -> NoReturn:
-    """argparse's errors as one line, like every other bench error (the usage is
-    ``--help``'s)."""
-    _error(f"{message}. Run '{PROG} --help' for the flags.", None)
-    sys.exit(2)
+    say_error(PROG, config.scrubber().text(text) if config is not None else text)
 
 
 def _check_bench_extra() -> None:
@@ -134,7 +120,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     return exit_status(
         bench,
-        debug=_debug(args),
+        debug=debug_requested(args),
         say=lambda text: _error(text, config),
         interrupted="interrupted before the run started",
     )
@@ -189,11 +175,4 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "SIGINT/SIGTERM (the partial report and files are written).",
     )
     add_arguments(parser)
-    setattr(parser, "error", _usage_error)  # noqa: B010 - an instance's own error()
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="Show the full traceback of an error (also: ANYIO_LLMREQ_DEBUG=1).",
-    )
-    parser.set_defaults(func=run_from_args)
-    return parser
+    return finish_parser(parser, PROG, run_from_args)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from typing import Any, NoReturn
+from typing import Any
 
+from .._command import debug_requested, finish_parser, say_error
 from ..bench._config import UsageError
 
 __all__ = ["PROG", "add_parser", "run_from_args"]
@@ -42,14 +42,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     images.add_argument("--svg", metavar="DIR", help="Also write each chart as DIR/<chart>.svg.")
     images.add_argument("--png", metavar="DIR", help="Also write each chart as DIR/<chart>.png.")
     parser.add_argument("--title", help="The page title (default: names the inputs).")
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="Show the full traceback of an error (also: ANYIO_LLMREQ_DEBUG=1).",
-    )
-    setattr(parser, "error", _usage_error)  # noqa: B010 - an instance's own error()
-    parser.set_defaults(func=run_from_args)
-    return parser
+    return finish_parser(parser, PROG, run_from_args)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -61,27 +54,12 @@ def run_from_args(args: argparse.Namespace) -> int:
             args.results, args.output, title=args.title, svg_dir=args.svg, png_dir=args.png
         )
     except UsageError as exc:
-        if _debug(args):
+        if debug_requested(args):
             raise
-        _error(str(exc))
+        say_error(PROG, str(exc))
         return exc.exit_code
     print(f"Wrote {report.path} ({len(report.charts)} charts).")
     if report.images:
         where = os.path.dirname(report.images[0]) or "."
         print(f"Wrote {len(report.images)} images to {where}.")
     return 0
-
-
-def _debug(args: argparse.Namespace) -> bool:
-    env = os.environ.get("ANYIO_LLMREQ_DEBUG", "").strip().lower()
-    return bool(getattr(args, "debug", False)) or env not in ("", "0", "false", "no", "off")
-
-
-def _error(text: str) -> None:
-    print(f"{PROG}: error: {' '.join(text.split())}", file=sys.stderr)
-
-
-def _usage_error(message: str) -> NoReturn:
-    """argparse's errors as one line (the usage is ``--help``'s)."""
-    _error(f"{message}. Run '{PROG} --help' for the flags.")
-    sys.exit(2)

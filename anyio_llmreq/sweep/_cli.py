@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from .._command import debug_requested, finish_parser, say_error
 from ..bench._cli import add_arguments as add_bench_arguments
 from ..bench._cli import config_from_args as bench_config_from_args
 from ..bench._config import UsageError
@@ -218,20 +219,8 @@ def _output_dir(args: argparse.Namespace) -> str:
     return time.strftime("sweep-%Y%m%d-%H%M%S")
 
 
-def _debug(args: argparse.Namespace) -> bool:
-    env = os.environ.get("ANYIO_LLMREQ_DEBUG", "").strip().lower()
-    return bool(getattr(args, "debug", False)) or env not in ("", "0", "false", "no", "off")
-
-
 def _error(text: str, config: SweepConfig | None) -> None:
-    if config is not None:
-        text = config.bench.scrubber().text(text)
-    print(f"{PROG}: error: {' '.join(text.split())}", file=sys.stderr)
-
-
-def _usage_error(message: str) -> NoReturn:
-    _error(f"{message}. Run '{PROG} --help' for the flags.", None)
-    sys.exit(2)
+    say_error(PROG, config.bench.scrubber().text(text) if config is not None else text)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -263,7 +252,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         return 0 if result.measured else 1
 
     return exit_status(
-        sweep, debug=_debug(args), say=lambda text: _error(text, config), interrupted="interrupted"
+        sweep,
+        debug=debug_requested(args),
+        say=lambda text: _error(text, config),
+        interrupted="interrupted",
     )
 
 
@@ -282,25 +274,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         conflict_handler="resolve",
     )
     add_arguments(parser)
-    setattr(parser, "error", _usage_error)  # noqa: B010 - an instance's own error()
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="Show the full traceback of an error (also: ANYIO_LLMREQ_DEBUG=1).",
-    )
-    parser.set_defaults(func=run_from_args)
-    return parser
+    return finish_parser(parser, PROG, run_from_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``anyio-llmreq sweep`` with *argv* (the arguments after ``sweep``); return
     the exit status."""
-    parser = argparse.ArgumentParser(prog="anyio-llmreq")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_parser(subparsers)
+    from .._cli import main as cli_main
+
     try:
-        args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
+        return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
     except SystemExit as exc:  # --help, or a mistake argparse found (said on stderr)
         return exc.code if isinstance(exc.code, int) else 2
-    status: int = args.func(args)
-    return status
