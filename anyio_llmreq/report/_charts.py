@@ -354,37 +354,50 @@ def itl_over_time(runs: Sequence[Run]) -> Chart | None:
 
 def in_flight_over_time(runs: Sequence[Run]) -> Chart | None:
     """Requests in flight (sent, not yet finished), averaged over each interval."""
-    alt = _alt()
-    ds = _Datasets(alt)
-    timed = _timed_with_success(runs)
-    if not timed:
-        return None
-    step, count = _time_grid(timed)
-    rows = []
-    for run in timed:
+
+    def in_flight(run: Run, step: float) -> list[float]:
         spans = [(r.start or 0.0, (r.start or 0.0) + r.latency) for r in run.requests or ()]
-        for b, value in enumerate(_mean_in_flight(spans, step, _cover(run, step))):
-            rows.append({"run": run.name, "t": b * step, "value": value})
-    chart = _time_line(alt, ds, runs, rows, "requests in flight (mean per interval)", step)
-    note = f"intervals of {step:g} s"
-    return _chart(alt, ds, chart, "in-flight-over-time", "time", "Requests in flight", note)
+        return _mean_in_flight(spans, step, _cover(run, step))
+
+    return _over_time(
+        runs,
+        in_flight,
+        "requests in flight (mean per interval)",
+        "in-flight-over-time",
+        "Requests in flight",
+    )
 
 
 def tokens_over_time(runs: Sequence[Run]) -> Chart | None:
     """Output tokens received per second, from each token's arrival time."""
+
+    def rate(run: Run, step: float) -> list[float]:
+        return _token_rate(run.requests or (), step, _cover(run, step))
+
+    return _over_time(runs, rate, "output tokens/s", "tokens-over-time", "Output token throughput")
+
+
+def _over_time(
+    runs: Sequence[Run],
+    values: Callable[[Run, float], Sequence[float]],
+    y_title: str,
+    chart_id: str,
+    title: str,
+) -> Chart | None:
+    """One line per run of *values* (one per interval of the runs' shared time grid)."""
     alt = _alt()
     ds = _Datasets(alt)
     timed = _timed_with_success(runs)
     if not timed:
         return None
-    step, count = _time_grid(timed)
-    rows = []
-    for run in timed:
-        for b, value in enumerate(_token_rate(run.requests or (), step, _cover(run, step))):
-            rows.append({"run": run.name, "t": b * step, "value": value})
-    chart = _time_line(alt, ds, runs, rows, "output tokens/s", step)
-    note = f"intervals of {step:g} s"
-    return _chart(alt, ds, chart, "tokens-over-time", "time", "Output token throughput", note)
+    step, _ = _time_grid(timed)
+    rows = [
+        {"run": run.name, "t": b * step, "value": value}
+        for run in timed
+        for b, value in enumerate(values(run, step))
+    ]
+    chart = _time_line(alt, ds, runs, rows, y_title, step)
+    return _chart(alt, ds, chart, chart_id, "time", title, f"intervals of {step:g} s")
 
 
 def errors_over_time(runs: Sequence[Run]) -> Chart | None:
