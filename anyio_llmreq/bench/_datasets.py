@@ -32,24 +32,6 @@ __all__ = [
     "sample_sonnet",
 ]
 
-#: ``--dataset-name`` choices: vLLM's names (``prefix_repetition``) and the hyphenated
-#: spellings this bench accepted before (``prefix-repetition``).
-DATASET_NAMES = (
-    "random",
-    "sharegpt",
-    "sonnet",
-    "custom",
-    "prefix_repetition",
-    "prefix-repetition",
-    "hf",
-    "random-mm",
-    "random-rerank",
-    "custom_mm",
-    "burstgpt",
-    "spec_bench",
-    "txt-slices",
-)
-
 #: Where each dataset's sampler lives (imported on use: the hf and multimodal ones
 #: need optional packages).
 _SAMPLERS: dict[str, tuple[str, str]] = {
@@ -67,6 +49,10 @@ _SAMPLERS: dict[str, tuple[str, str]] = {
     "txt-slices": ("._extra_datasets", "sample_txt_slices"),
 }
 
+#: ``--dataset-name`` choices: vLLM's names (``prefix_repetition``) and the hyphenated
+#: spelling this bench accepted before (``prefix-repetition``).
+DATASET_NAMES = (*_SAMPLERS, "prefix-repetition")
+
 #: Datasets read from ``--dataset-path`` (the others are generated).
 FILE_DATASETS = frozenset(
     {"sharegpt", "sonnet", "custom", "hf", "custom_mm", "burstgpt", "spec_bench", "txt-slices"}
@@ -74,7 +60,7 @@ FILE_DATASETS = frozenset(
 
 
 #: Datasets vLLM samples with seed 0 whatever ``--seed`` says.
-_SEEDLESS = frozenset({"spec_bench", "custom_mm"})
+_SEEDLESS = frozenset({"custom", "custom_mm", "spec_bench"})
 
 
 def canonical_dataset_name(name: str) -> str:
