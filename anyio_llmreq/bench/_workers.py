@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -28,12 +28,17 @@ from ..backends._base import Backend
 from ._execute import Execution, PhaseStats, RecordCallback, RequestRecord, measured_phase
 from ._plan import ScheduledRequest, WorkloadPlan
 
+if TYPE_CHECKING:
+    from .._client import Client
+
 __all__ = [
     "WorkerExecutor",
     "WorkerSpec",
+    "drive_spec",
     "run_workers",
     "split_concurrency",
     "split_requests",
+    "worker_specs",
 ]
 
 _START_MARGIN = 0.05
@@ -64,21 +69,7 @@ class WorkerExecutor:
     handle_signals: bool = True
 
     async def run(self, plan: WorkloadPlan, on_record: RecordCallback) -> Execution:
-        n = plan.workers
-        shares = split_concurrency(plan.max_concurrency, n)
-        parts = split_requests(plan.requests, n)
-        specs = [
-            WorkerSpec(
-                worker=k,
-                loop=plan.loop,
-                backend=plan.request_backend,
-                requests=parts[k],
-                max_concurrency=shares[k],
-                timeouts=plan.timeouts,
-                verify=plan.target.verify,
-            )
-            for k in range(n)
-        ]
+        specs = worker_specs(plan)
         caught: list[int] = []
         with measured_phase() as phase:
             records, stats, start = await run_workers(
@@ -97,6 +88,52 @@ class WorkerExecutor:
             cpu_s=cpu,
             stop_signal=caught[0] if caught else None,
         )
+
+
+def worker_specs(plan: WorkloadPlan, workers: int | None = None) -> list[WorkerSpec]:
+    """The plan's share for each of *workers* (default ``plan.workers``) senders: every
+    executor that spreads a plan (processes, Ray actors) splits it here, so a share
+    means the same thing whoever runs it."""
+    n = plan.workers if workers is None else workers
+    shares = split_concurrency(plan.max_concurrency, n)
+    parts = split_requests(plan.requests, n)
+    return [
+        WorkerSpec(
+            worker=k,
+            loop=plan.loop,
+            backend=plan.request_backend,
+            requests=parts[k],
+            max_concurrency=shares[k],
+            timeouts=plan.timeouts,
+            verify=plan.target.verify,
+        )
+        for k in range(n)
+    ]
+
+
+async def drive_spec(
+    client: Client,
+    spec: WorkerSpec,
+    *,
+    start: float,
+    on_record: RecordCallback,
+    signals: tuple[signal.Signals, ...] = (),
+) -> PhaseStats:
+    """Run one share with *client* from *start* (``perf_counter``): what a worker
+    process or a Ray actor does once its peers are ready."""
+    from ._drive import drive
+
+    _, stats = await drive(
+        client,
+        spec.backend,
+        spec.requests,
+        start=start,
+        max_concurrency=spec.max_concurrency,
+        on_record=on_record,
+        signals=signals,
+        worker=spec.worker,
+    )
+    return stats
 
 
 def split_requests(
@@ -135,7 +172,6 @@ async def _worker_async(conn: Connection, spec: WorkerSpec) -> None:
     import gc
 
     from .._client import Client
-    from ._drive import drive
 
     async with Client(timeouts=spec.timeouts, verify=spec.verify) as client:
         conn.send(("ready", os.getpid()))
@@ -150,16 +186,7 @@ async def _worker_async(conn: Connection, spec: WorkerSpec) -> None:
             conn.send(("record", rec))
 
         sigs = () if sys.platform == "win32" else (signal.SIGTERM,)
-        _, stats = await drive(
-            client,
-            spec.backend,
-            spec.requests,
-            start=start,
-            max_concurrency=spec.max_concurrency,
-            on_record=on_record,
-            signals=sigs,
-            worker=spec.worker,
-        )
+        stats = await drive_spec(client, spec, start=start, on_record=on_record, signals=sigs)
         conn.send(("done", stats))
 
 
