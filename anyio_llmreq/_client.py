@@ -39,7 +39,7 @@ from ._exceptions import ConfigError, RequestTimeout
 from ._media import needs_media, prepare_media
 from ._models import Delta, RequestFuncInput, RequestFuncOutput
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
-from ._transport import AnyioTransport, Consume, TimedBody
+from ._transport import ARRIVAL_EXTENSION, AnyioTransport, Consume, TimedBody
 from ._transport._http11 import encode_head
 from ._transport._pool import RawResponse
 from .backends._base import Backend, api_key_from_env
@@ -578,6 +578,8 @@ class Client:
                     # The fast path's plain answer: our body, its stamps, no httpx.
                     raw, ctype = opened
                     ex.status_code = raw.status_code
+                    if raw.arrival.clock is self.clock:
+                        ex.arrival = raw.arrival
                     response = body = raw.stream
                     assert body is not None
                     sse = event_stream_by_type(ctype, ex.backend)
@@ -585,6 +587,9 @@ class Client:
                 assert isinstance(opened, httpx.Response)
                 response = opened
                 ex.status_code = response.status_code
+                arrival = response.extensions.get(ARRIVAL_EXTENSION)
+                if arrival is not None and arrival.clock is self.clock:
+                    ex.arrival = arrival
                 await check_status(response)
                 sse = is_event_stream(response, ex.backend)
             except Exception as exc:  # becomes the output's error

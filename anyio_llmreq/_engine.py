@@ -42,6 +42,7 @@ from ._models import (
     Accumulator,
     Delta,
     ErrorDelta,
+    ReasoningDelta,
     RequestFuncInput,
     RequestFuncOutput,
     SSEEvent,
@@ -162,9 +163,12 @@ class Exchange:
     __slots__ = (
         "_body",
         "_body_bytes",
+        "_first_content",
+        "_first_reasoning",
         "_stream_left",
         "_token_text",
         "acc",
+        "arrival",
         "backend",
         "decoder",
         "error",
@@ -201,6 +205,14 @@ class Exchange:
     _stream_left: float
     # The backend's optional fast path for plain token events (``TokenTextBackend``).
     _token_text: Callable[[str], str | None] | None
+    # The output-event index of the first content and the first reasoning event (-1:
+    # none yet). Content events on the fast path are not looked at one by one: the fast
+    # path is off from the first other output (reasoning, a tool call) until content
+    # starts, so unmarked content is content from the first event on.
+    _first_content: int
+    _first_reasoning: int
+    #: Our transport's stamps of the response (``None`` with another transport).
+    arrival: Arrival | None
 
     def __init__(
         self,
@@ -227,6 +239,8 @@ class Exchange:
         self._body_bytes = 0
         self._stream_left = math.inf if max_stream_bytes is None else max_stream_bytes
         self._token_text = token_text_of(backend)
+        self._first_content = self._first_reasoning = -1
+        self.arrival = None
 
     def __repr__(self) -> str:
         return f"<Exchange {self.backend!r} status={self.status_code} error={self.error!r}>"
@@ -265,6 +279,8 @@ class Exchange:
                         text = token_text(item) if texts is None else texts[index]
                         if text is not None:
                             text_append(text)
+                            if self._first_content < 0:
+                                self._mark_content(outputs)
                             outputs += 1
                             if sink is not None:
                                 sink.append(TextDelta(text))
@@ -278,8 +294,12 @@ class Exchange:
                     if type(delta) is TextDelta:
                         text_append(delta.text)
                         output = True
+                        if self._first_content < 0:
+                            self._mark_content(outputs)
                     elif acc.add(delta):
                         output = True
+                        if self._first_content < 0 or self._first_reasoning < 0:
+                            self._mark_other(delta, outputs)
                     elif type(delta) is ErrorDelta:
                         raise ServerReportedError(delta.message)
                     if sink is not None:
@@ -289,6 +309,56 @@ class Exchange:
         finally:
             if outputs:
                 self._stamp(now, outputs)
+
+    def _stamped(self) -> int:
+        """Output events stamped before the read being fed."""
+        return len(self.itl) + (self.first is not None)
+
+    def _mark_content(self, outputs: int) -> None:
+        """Content (just appended) is the read's output event number *outputs*: the
+        first content, unless the fast path took some earlier (from event 0 then)."""
+        self._first_content = 0 if len(self.acc.text_parts) > 1 else self._stamped() + outputs
+        self._token_text = token_text_of(self.backend)
+
+    def _mark_other(self, delta: Delta, outputs: int) -> None:
+        """An output event that is not content, number *outputs* of the read."""
+        if type(delta) is ReasoningDelta and self._first_reasoning < 0:
+            self._first_reasoning = self._stamped() + outputs
+        if self._first_content < 0:
+            if self.acc.text_parts:
+                self._first_content = 0  # the fast path's, from the first event on
+            else:
+                self._token_text = None  # each event looked at until content starts
+
+    def _event_time(self, index: int) -> float:
+        """When output event *index* arrived."""
+        assert self.first is not None
+        return self.first + sum(self.itl[:index]) if index else self.first
+
+    def http_phases(self) -> dict[str, Any] | None:
+        """When the request's HTTP steps happened, in seconds after ``start`` (``None``:
+        not known), from our transport's stamps; ``None`` with another transport.
+
+        ``dns``, ``connect`` and ``tls`` are how long the request's new connection took
+        to open (all ``None`` on a reused one); ``request_sent`` is when the request was
+        written, ``first_byte`` / ``headers`` when the response head began / was
+        complete, ``first_body_byte`` when the body began.
+        """
+        arrival = self.arrival
+        if arrival is None:
+            return None
+        start = self.start
+        opened = arrival.opened
+        return {
+            "connection_reused": arrival.reused,
+            "dns": None if opened is None else opened.dns,
+            "connect": None if opened is None else opened.connect,
+            "tls": None if opened is None else opened.tls,
+            "request_sent": arrival.sent - start if arrival.sent else None,
+            "first_byte": arrival.first_byte - start if arrival.first_byte else None,
+            "headers": arrival.head - start if arrival.head else None,
+            "first_body_byte": arrival.body - start if arrival.body else None,
+        }
 
     def _stamp(self, now: float, events: int = 1) -> None:
         """Record *events* output-bearing events that arrived together at *now*."""
@@ -327,6 +397,11 @@ class Exchange:
                 sink.append(delta)
         if output:
             self._stamp(now)
+            # One event: whatever it holds arrived at once.
+            if self.acc.text_parts:
+                self._first_content = 0
+            if self.acc.reasoning_parts:
+                self._first_reasoning = 0
 
     def fail(self, exc: Exception) -> None:
         self.error = error_text(_translate(exc))
@@ -336,9 +411,17 @@ class Exchange:
         start = self.start
         first = self.first
         ttft = latency = tpot = 0.0
+        ttft_content = ttft_reasoning = None
         if first is not None:
             ttft = first - start
             latency = self.last - start
+            content = self._first_content
+            if content < 0 and self.acc.text_parts:
+                content = 0  # the fast path's, from the first event on (see feed)
+            if content >= 0:
+                ttft_content = self._event_time(content) - start
+            if self._first_reasoning >= 0:
+                ttft_reasoning = self._event_time(self._first_reasoning) - start
         completion = self.backend.finalize(self.acc)
         output_tokens = completion.output_tokens
         source = completion.output_tokens_source
@@ -369,6 +452,10 @@ class Exchange:
             streamed=self.streamed,
             status_code=self.status_code,
             prompt_tokens=completion.prompt_tokens,
+            reasoning_tokens=completion.reasoning_tokens,
+            ttft_reasoning=ttft_reasoning,
+            ttft_content=ttft_content,
+            http_phases=None if self.arrival is None else self.http_phases(),
         )
 
 

@@ -78,8 +78,13 @@ class RequestFuncOutput:
     ``reasoning_text``, ``output_tokens_source`` (``"usage"`` when the server reported
     the count, ``"events"`` when counted from token events, ``""`` when unknown and the
     consumer must tokenize), ``streamed`` (False for a non-streaming response, whose
-    ``ttft`` equals its ``latency``), ``status_code`` and ``prompt_tokens`` (the
-    server's count of prompt tokens; ``None`` when it reported none).
+    ``ttft`` equals its ``latency``), ``status_code``, ``prompt_tokens`` (the
+    server's count of prompt tokens; ``None`` when it reported none),
+    ``reasoning_tokens`` (the server's ``completion_tokens_details.reasoning_tokens``),
+    ``ttft_reasoning`` / ``ttft_content`` (seconds from ``start_time`` to the first
+    reasoning and the first visible content event; ``None`` without one) and
+    ``http_phases`` (when the request's HTTP steps happened, with our own transport;
+    see ``Exchange.http_phases``).
 
     ``prompt_len`` is the caller's, as in the reference; pooling backends put the
     server's count there, as vLLM does.
@@ -102,6 +107,10 @@ class RequestFuncOutput:
     streamed: bool = True
     status_code: int | None = None
     prompt_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    ttft_reasoning: float | None = None
+    ttft_content: float | None = None
+    http_phases: dict[str, Any] | None = None
 
 
 @attrs.define
@@ -198,6 +207,9 @@ class UsageDelta:
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: ``completion_tokens_details.reasoning_tokens``: the part of the completion spent
+    #: reasoning, when the server says.
+    reasoning_tokens: int | None = None
 
 
 class FinalTextDelta(_Text):
@@ -247,6 +259,7 @@ class Accumulator:
     token_events: int = 0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
     final_text: str | None = None
     done: bool = False
 
@@ -273,6 +286,8 @@ class Accumulator:
                 self.prompt_tokens = delta.prompt_tokens
             if delta.completion_tokens is not None:
                 self.completion_tokens = delta.completion_tokens
+            if delta.reasoning_tokens is not None:
+                self.reasoning_tokens = delta.reasoning_tokens
         elif cls is FinalTextDelta:
             assert isinstance(delta, FinalTextDelta)
             self.final_text = delta.text
@@ -293,3 +308,5 @@ class Completion:
     #: Replaces the caller's ``prompt_len`` in the output: pooling backends report the
     #: server's count there, as vLLM does; generation backends leave it ``None``.
     prompt_len: int | None = None
+    #: The server's count of reasoning tokens within ``output_tokens``.
+    reasoning_tokens: int | None = None

@@ -178,7 +178,12 @@ async def test_chat_stream_with_reasoning():
     assert [list(d) for d in deltas[1:]] == [["reasoning_content"]] * 2 + [["content"]] * 3
     assert all(e["object"] == "chat.completion.chunk" and e["model"] == "c1" for e in events)
     assert events[-2]["choices"][0]["finish_reason"] == "length"
-    assert events[-1]["usage"] == {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}
+    assert events[-1]["usage"] == {
+        "prompt_tokens": 2,
+        "completion_tokens": 5,
+        "total_tokens": 7,
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
     assert len("".join(d.get("content", "") for d in deltas).split()) == 3
     assert server.requests[0].event_tokens[0] == ()
 

@@ -445,7 +445,7 @@ def test_our_detailed_result(mock_run):
     expected = {
         "latency-summary", "throughput-summary", "ttft-cdf", "ttft-histogram", "tpot-cdf",
         "itl-cdf", "e2el-cdf", "ttft-over-time", "itl-over-time", "in-flight-over-time",
-        "tokens-over-time", "client-lag",
+        "tokens-over-time", "client-lag", "ttft-split",
     }  # fmt: skip
     assert expected <= set(charts)
     assert "errors-over-time" not in charts  # nothing failed
@@ -466,7 +466,7 @@ def test_append_result_file_is_one_run_per_object(mock_run):
     assert not any(r.detailed for r in data.runs)
     charts = charts_by_id(data)
     # Without the per-request lists: the summary charts only.
-    assert set(charts) == {"latency-summary", "throughput-summary", "client-lag"}
+    assert set(charts) == {"latency-summary", "throughput-summary", "ttft-split", "client-lag"}
 
 
 def test_jsonl_log_gives_the_same_figures_as_the_result(mock_run):
@@ -803,7 +803,7 @@ def test_summary_only_runs_say_so(mock_run, tmp_path):
 def test_svg_and_png_export(mock_run, tmp_path):
     report = write_report([mock_run["append"]], tmp_path / "r.html", svg_dir=tmp_path / "svg")
     assert sorted(Path(p).name for p in report.images) == [
-        "client-lag.svg", "latency-summary.svg", "throughput-summary.svg"
+        "client-lag.svg", "latency-summary.svg", "throughput-summary.svg", "ttft-split.svg"
     ]  # fmt: skip
     for path in report.images:
         root = ET.parse(path).getroot()
@@ -914,10 +914,10 @@ def test_cli_writes_the_page_and_images(mock_run, tmp_path, capsys):
         ["report", str(mock_run["append"]), "-o", str(out), "--svg", str(tmp_path / "svg")]
     )
     assert status == 0
-    assert out.exists() and len(list((tmp_path / "svg").glob("*.svg"))) == 3
+    assert out.exists() and len(list((tmp_path / "svg").glob("*.svg"))) == 4
     printed = capsys.readouterr().out
-    assert f"Wrote {out} (3 charts)." in printed
-    assert "Wrote 3 images to" in printed
+    assert f"Wrote {out} (4 charts)." in printed
+    assert "Wrote 4 images to" in printed
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

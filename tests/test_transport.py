@@ -734,6 +734,41 @@ async def test_tls_verify_false(tls_server: Server) -> None:
     assert tls_server.connections == 1
 
 
+async def test_tls_phases_are_timed_apart(tls_server: Server) -> None:
+    # TCP and the TLS handshake each timed; a reused connection has neither.
+    async with client(tls_server, AnyioTransport(trust_env=False, verify=False)) as c:
+        arrivals = []
+        for _ in range(2):
+            response = await c.get("/")
+            arrivals.append(response.extensions[ARRIVAL_EXTENSION])
+    first, second = arrivals
+    assert not first.reused and second.reused and second.opened is None
+    assert first.opened is not None
+    assert first.opened.connect is not None and first.opened.connect >= 0
+    assert first.opened.tls is not None and first.opened.tls > 0
+    for arrival in arrivals:
+        assert 0 < arrival.sent <= arrival.first_byte <= arrival.head <= arrival.body
+
+
+async def test_body_after_the_head_is_stamped_apart(serve: Callable[..., Server]) -> None:
+    # The head in one write, the body later in another: the first body byte is the
+    # body's read; a body that came with the head has the head's stamp.
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(CHUNKED_HEAD, chunked(EVENTS[0]), delay=0.05)
+        await conn.request()
+        await conn.send(CHUNKED_HEAD + chunked(EVENTS[0]))
+
+    server = serve(handler)
+    async with client(server) as c:
+        late = (await c.get("/")).extensions[ARRIVAL_EXTENSION]
+        along = (await c.get("/")).extensions[ARRIVAL_EXTENSION]
+    assert late.sent <= late.first_byte <= late.head <= late.body
+    assert late.body > late.head  # two reads, 50 ms apart on the wire
+    assert along.body == along.head
+    assert not late.reused and along.reused
+
+
 async def test_tls_custom_context(tls_server: Server, tls_files: tuple[Path, Path]) -> None:
     ctx = ssl.create_default_context(cafile=str(tls_files[0]))
     async with client(tls_server, AnyioTransport(trust_env=False, verify=ctx)) as c:

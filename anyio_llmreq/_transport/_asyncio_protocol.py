@@ -27,6 +27,8 @@ from typing import Any, cast
 import anyio
 import anyio.abc
 
+from ._interface import ConnectTimes
+
 __all__ = ["AsyncioStream", "ReadBatch", "open_asyncio_stream"]
 
 # Reading pauses above this many buffered bytes and resumes once the reader drained them.
@@ -304,34 +306,77 @@ async def open_asyncio_stream(
     ssl_context: ssl.SSLContext | None = None,
     local_host: str | None = None,
     batch: ReadBatch | None = None,
+    times: ConnectTimes | None = None,
 ) -> AsyncioStream:
     """Connect to *host*:*port* (TLS with *ssl_context*) on the running asyncio loop.
 
     Names are resolved through anyio, like every other connection of ours (uvloop would
-    otherwise use its own resolver), and the addresses are tried in order.
+    otherwise use its own resolver), and the addresses are tried in order. *times*
+    receives how long resolving, connecting and the TLS handshake took.
     """
     loop = asyncio.get_running_loop()
     if batch is None or batch.owner is not loop:
         batch = ReadBatch(loop)
     last_error: OSError | None = None
-    for address in await _addresses(host, port):
+    began = perf_counter()
+    addresses = await _addresses(host, port)
+    resolved = perf_counter()
+    for address in addresses:
         try:
-            transport, protocol = await loop.create_connection(
-                functools.partial(_Protocol, batch),
-                address,
-                port,
-                ssl=ssl_context,
-                server_hostname=host if ssl_context is not None else None,
-                local_addr=(local_host, 0) if local_host else None,
-            )
+            connected = tls_done = 0.0
+            if ssl_context is None:
+                transport, protocol = await loop.create_connection(
+                    functools.partial(_Protocol, batch),
+                    address,
+                    port,
+                    local_addr=(local_host, 0) if local_host else None,
+                )
+                connected = perf_counter()
+            else:
+                # TCP first, then TLS on that socket: the handshake timed on its own.
+                sock = await _tcp_socket(loop, address, port, local_host)
+                connected = perf_counter()
+                try:
+                    transport, protocol = await loop.create_connection(
+                        functools.partial(_Protocol, batch),
+                        sock=sock,
+                        ssl=ssl_context,
+                        server_hostname=host,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+                tls_done = perf_counter()
         except ssl.SSLError:
             raise
         except OSError as exc:
             last_error = exc
+            resolved = perf_counter()  # the next address's connect starts now
             continue
+        if times is not None:
+            times.dns = resolved - began
+            times.connect = connected - resolved
+            times.tls = tls_done - connected if ssl_context is not None else None
         return AsyncioStream(transport, protocol, loop)
     assert last_error is not None
     raise last_error
+
+
+async def _tcp_socket(
+    loop: asyncio.AbstractEventLoop, address: str, port: int, local_host: str | None
+) -> socket.socket:
+    """A connected non-blocking TCP socket to *address* (an IP address)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if local_host:
+            sock.bind((local_host, 0))
+        await loop.sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Future[None]]:

@@ -208,6 +208,8 @@ class Body(TimedBody):
         def sink(data: bytes, now: float) -> bool:
             """Frame and consume one read; True once the body is complete or failed."""
             arrival.time = now
+            if not arrival.body:
+                arrival.body = now
             if watched:
                 self._wait_start = now  # a read timeout counts from the latest read
             try:
@@ -268,7 +270,10 @@ class Body(TimedBody):
                 await self._finish(False)
                 raise StopAsyncIteration from None
             await self._fail(exc)
-        self.arrival.time = self._clock()
+        arrival = self.arrival
+        arrival.time = now = self._clock()
+        if not arrival.body:
+            arrival.body = now
         self._wait_start = None
         return data
 

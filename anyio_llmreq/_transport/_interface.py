@@ -14,7 +14,15 @@ from typing import Final, Protocol, final
 
 import httpx
 
-__all__ = ["ARRIVAL_EXTENSION", "Arrival", "Consume", "OwnStream", "Sink", "TimedBody"]
+__all__ = [
+    "ARRIVAL_EXTENSION",
+    "Arrival",
+    "ConnectTimes",
+    "Consume",
+    "OwnStream",
+    "Sink",
+    "TimedBody",
+]
 
 #: Response extension holding the :class:`Arrival` of the response.
 ARRIVAL_EXTENSION: Final = "anyio_llmreq.arrival"
@@ -23,6 +31,24 @@ ARRIVAL_EXTENSION: Final = "anyio_llmreq.arrival"
 Consume = Callable[[bytes, float], None]
 #: ``sink(data, arrival) -> done``: one call per socket read of a pushing connection.
 Sink = Callable[[bytes, float], bool]
+
+
+@final
+class ConnectTimes:
+    """How long one connection took to open, in seconds (``None``: not measured: the
+    step was part of another or did not happen, like TLS over plain HTTP)."""
+
+    __slots__ = ("connect", "dns", "tls")
+
+    def __init__(
+        self, dns: float | None = None, connect: float | None = None, tls: float | None = None
+    ) -> None:
+        self.dns = dns
+        self.connect = connect
+        self.tls = tls
+
+    def __repr__(self) -> str:
+        return f"ConnectTimes(dns={self.dns!r}, connect={self.connect!r}, tls={self.tls!r})"
 
 
 @final
@@ -39,21 +65,34 @@ class Arrival:
         first_byte: arrival of the read holding the first byte of the response head.
         clock: the clock every stamp is read from: a consumer timing with another
             clock must not mix these stamps with its own readings.
+        head: arrival of the read that completed the response head.
+        body: arrival of the first read holding body bytes (0.0 until one did).
+        sent: when the request was written to the socket (0.0: not known).
+        reused: whether the request went on a connection an earlier one had used.
+        opened: how the request's new connection opened (``None`` when reused).
     """
 
     # A plain class, made once per response: attrs would compile its methods at import.
-    __slots__ = ("clock", "first_byte", "time")
+    __slots__ = ("body", "clock", "first_byte", "head", "opened", "reused", "sent", "time")
 
     time: float
     first_byte: float
     clock: Callable[[], float]
+    head: float
+    body: float
+    sent: float
+    reused: bool
+    opened: ConnectTimes | None
 
     def __init__(
         self, time: float, first_byte: float, clock: Callable[[], float] = perf_counter
     ) -> None:
-        self.time = time
+        self.time = self.head = time
         self.first_byte = first_byte
         self.clock = clock
+        self.body = self.sent = 0.0
+        self.reused = False
+        self.opened = None
 
     def __repr__(self) -> str:
         return f"Arrival(time={self.time!r}, first_byte={self.first_byte!r})"

@@ -25,7 +25,7 @@ import httpx
 from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming, shutdown
 from ._errors import describe, describe_os_error
 from ._http11 import MAX_HEAD, RawHeaders, encode_head, framing, parse_head
-from ._interface import ARRIVAL_EXTENSION, Arrival, OwnStream
+from ._interface import ARRIVAL_EXTENSION, Arrival, ConnectTimes, OwnStream
 from ._timers import AsyncioWatchdog, TrioWatchdog, Watchdog
 from ._tls import client_context
 
@@ -67,9 +67,11 @@ class Connection:
         "head_timeout",
         "idle_since",
         "key",
+        "opened",
         "own",
         "stream",
         "timed_out",
+        "used",
         "wait_start",
     )
 
@@ -83,8 +85,17 @@ class Connection:
     wait_start: float | None
     head_timeout: float
     timed_out: bool
+    # How it opened, and whether a request went on it yet (the next one reuses it).
+    opened: ConnectTimes
+    used: bool
 
-    def __init__(self, stream: anyio.abc.ByteStream, key: _Key, own: OwnStream | None) -> None:
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        key: _Key,
+        own: OwnStream | None,
+        opened: ConnectTimes | None = None,
+    ) -> None:
         self.stream = stream
         self.key = key
         self.own = own
@@ -93,6 +104,8 @@ class Connection:
         self.wait_start = None
         self.head_timeout = _INF
         self.timed_out = False
+        self.opened = ConnectTimes() if opened is None else opened
+        self.used = False
 
     def __repr__(self) -> str:
         return f"<Connection {self.key} fd={self.fd}>"
@@ -269,9 +282,16 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     written = True
                 if not written:  # our scope timed out
                     raise httpx.WriteTimeout("Timed out sending the request", request=request)
-            return await self._read_response(
-                conn, method, keep_alive, timeouts.get("read"), request
-            )
+            sent = perf_counter()
+            reused = conn.used
+            conn.used = True
+            raw = await self._read_response(conn, method, keep_alive, timeouts.get("read"), request)
+            arrival = raw.arrival
+            arrival.sent = sent
+            arrival.reused = reused
+            if not reused:
+                arrival.opened = conn.opened
+            return raw
         except BaseException:
             if conn is not None:
                 await anyio.aclose_forcefully(conn.stream)
@@ -328,6 +348,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
 
     async def _connect(self, host: str, port: int, scheme: str, key: _Key) -> Connection:
         """A new connection, on the stream that suits the running loop."""
+        times = ConnectTimes()
         try:
             loop = _running_loop()
             if loop is not None:
@@ -344,23 +365,34 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     ssl_context=self._get_ssl_context() if scheme == "https" else None,
                     local_host=self._local_address,
                     batch=batch,
+                    times=times,
                 )
-                return Connection(ours, key, ours)
+                return Connection(ours, key, ours, times)
+            # anyio resolves and connects in one step (Happy Eyeballs): one figure.
+            began = perf_counter()
+            tcp = await anyio.connect_tcp(host, port, local_host=self._local_address)
+            connected = perf_counter()
+            times.connect = connected - began
             if scheme == "https":
-                tls = await anyio.connect_tcp(
-                    host,
-                    port,
-                    local_host=self._local_address,
-                    ssl_context=self._get_ssl_context(),
-                    tls_hostname=host,
-                    # HTTP frames its own bodies, so a missing TLS close_notify is harmless.
-                    tls_standard_compatible=False,
-                )
-                return Connection(tls, key, None)
+                from anyio.streams.tls import TLSStream
+
+                try:
+                    tls = await TLSStream.wrap(
+                        tcp,
+                        hostname=host,
+                        ssl_context=self._get_ssl_context(),
+                        # HTTP frames its own bodies: a missing TLS close_notify is harmless.
+                        standard_compatible=False,
+                    )
+                except BaseException:
+                    await anyio.aclose_forcefully(tcp)
+                    raise
+                times.tls = perf_counter() - connected
+                return Connection(tls, key, None, times)
             from ._trio_reactor import TrioStream  # trio is an optional dependency
 
-            stream = TrioStream(await anyio.connect_tcp(host, port, local_host=self._local_address))
-            return Connection(stream, key, stream)
+            stream = TrioStream(tcp)
+            return Connection(stream, key, stream, times)
         except socket.gaierror as exc:
             raise httpx.ConnectError(f"Could not resolve host {host!r}: {exc}") from exc
         except ssl.SSLError as exc:
@@ -475,6 +507,8 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             raise _head_timeout(request)
 
         arrival = Arrival(last, first_byte)
+        if buf:
+            arrival.body = last  # body bytes came with the head
         version, status, reason, headers, length, chunked, keep_alive = parsed
         if length == 0:
             if buf or not keep_alive:

@@ -221,6 +221,7 @@ def usage_completion(acc: Accumulator, text: str, reasoning: str = "") -> Comple
         output_tokens_source="usage" if tokens is not None else "",
         prompt_tokens=acc.prompt_tokens,
         reasoning_text=reasoning,
+        reasoning_tokens=acc.reasoning_tokens,
     )
 
 

@@ -53,7 +53,13 @@ def _object_or_deltas(
 def _usage(usage: Any) -> UsageDelta:
     if not isinstance(usage, dict):
         raise StreamProtocolError(f"usage is not an object: {usage!r:.120}")
-    return UsageDelta(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    delta = UsageDelta(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    details = usage.get("completion_tokens_details")
+    if type(details) is dict:
+        reasoning = details.get("reasoning_tokens")
+        if type(reasoning) is int:
+            delta.reasoning_tokens = reasoning
+    return delta
 
 
 def _bad_shape(obj: dict[str, Any]) -> StreamProtocolError:

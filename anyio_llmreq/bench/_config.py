@@ -670,6 +670,12 @@ class BenchConfig:
         0.05, group=_MOCK, help="Seconds before the first token (default 0.05)."
     )
     mock_itl: float = flag(0.01, group=_MOCK, help="Seconds between tokens (default 0.01).")
+    mock_reasoning_tokens: int = flag(
+        0,
+        group=_MOCK,
+        metavar="N",
+        help="Chat answers reason for N tokens before the content (default 0).",
+    )
 
     @property
     def embedded(self) -> bool:
@@ -832,6 +838,7 @@ class BenchConfig:
             ("--logprobs", self.logprobs, 0),
             ("--mock-ttft", self.mock_ttft, 0),
             ("--mock-itl", self.mock_itl, 0),
+            ("--mock-reasoning-tokens", self.mock_reasoning_tokens, 0),
         ]
         for name, value, low in minimums:
             if value is not None and not value >= low:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._models import RequestFuncOutput
 from ._metrics import BenchmarkMetrics
+from ._phases import PhaseSummary, detailed_lists, summarize_phases
 from ._redact import redact_url
 
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ DETAILED_KEYS = (
     "scheduled_times",
     "client_queue_times",
     "request_ids",
+    "http_phases",
+    "ttfts_reasoning",
+    "ttfts_content",
+    "reasoning_tokens",
 )
 
 #: metric key -> (name, section header), in print order.
@@ -320,8 +325,13 @@ def run_report(
         f"{'Input token counts from:':<40} " + _input_source_text(config, plan, metrics),
     ]
     server_lines = server.report_lines() if server is not None else []
-    lines[-1:-1] = extra_lines + server_lines + measured.self_check.report_lines()
+    phase_lines = _phase_summary(config, execution).report_lines()
+    lines[-1:-1] = extra_lines + phase_lines + server_lines + measured.self_check.report_lines()
     return lines
+
+
+def _phase_summary(config: BenchConfig, execution: Execution) -> PhaseSummary:
+    return summarize_phases([r.output for r in execution.records], config.percentiles())
 
 
 def result_json(
@@ -382,6 +392,8 @@ def result_json(
         interrupted=execution.interrupted,
         not_finished=execution.not_finished,
     )
+    result.update(_phase_summary(config, execution).result_keys())
+    result.update(detailed_lists(outputs))
     if server is not None:
         result.update(server.result_keys())
     if not config.save_detailed:

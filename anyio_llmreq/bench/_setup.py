@@ -164,7 +164,9 @@ async def open_server(config: BenchConfig) -> AsyncIterator[str]:
         return
     from ..testing import MockBehaviour, open_mock_server
 
-    behaviour = MockBehaviour(ttft=config.mock_ttft, itl=config.mock_itl)
+    behaviour = MockBehaviour(
+        ttft=config.mock_ttft, itl=config.mock_itl, reasoning_tokens=config.mock_reasoning_tokens
+    )
     async with open_mock_server(
         behaviour, model=config.model or "mock-model", record=False
     ) as server:

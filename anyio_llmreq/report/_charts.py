@@ -121,6 +121,9 @@ def build_charts(data: ReportData) -> list[Chart]:
         charts += [sweep_point_cdfs(sweep) for sweep in sweeps]
     if runs:
         charts += [latency_summary(runs), throughput_summary(runs)]
+        from ._phases import reasoning_timing, ttft_split  # they build on this module
+
+        charts += [ttft_split(runs), reasoning_timing(runs)]
         for metric in METRICS:
             charts += [latency_cdf(runs, metric), latency_histogram(runs, metric)]
         charts += [

@@ -100,12 +100,16 @@ def _text(words: list[str]) -> bytes:
     return b'"' + "".join(words).encode() + b'"'
 
 
-def _usage(prompt: int, completion: int) -> bytes:
-    return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}' % (
+def _usage(prompt: int, completion: int, reasoning: int = 0) -> bytes:
+    usage = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d' % (
         prompt,
         completion,
         prompt + completion,
     )
+    if reasoning:
+        # OpenAI's (and vLLM's) count of the completion's reasoning tokens.
+        usage += b',"completion_tokens_details":{"reasoning_tokens":%d}' % reasoning
+    return usage + b"}"
 
 
 def _groups(words: list[str], size: int) -> list[list[str]]:
@@ -285,7 +289,8 @@ def chat(ctx: Context) -> Reply:
     if separate:
         events.append(event(b"{}", finish, total, _EMPTY, False))
     if _want_usage(ctx, opts.get("include_usage")):
-        events.append(Event(head + b'"choices":[],"usage":' + _usage(prompt, total) + b"}"))
+        usage = _usage(prompt, total, len(thoughts))
+        events.append(Event(head + b'"choices":[],"usage":' + usage + b"}"))
     return StreamReply(events)
 
 
@@ -305,7 +310,7 @@ def _chat_body(
             _text(words),
             reasoning,
             finish,
-            _usage(prompt, len(words) + len(thoughts)),
+            _usage(prompt, len(words) + len(thoughts), len(thoughts)),
         )
     )
     steps = _steps(len(words), b.tokens_per_event) + _steps(len(thoughts), b.tokens_per_event)
