@@ -267,11 +267,13 @@ def test_vllm_command_line_runs_unchanged(name, files, tmp_path, capsys):
 
 def test_every_dataset_and_pooling_backend_is_in_the_table():
     from anyio_llmreq.bench._config import POOLING_BACKENDS
-    from anyio_llmreq.bench._datasets import DATASET_NAMES
+    from anyio_llmreq.bench._datasets import DATASET_NAMES, SESSION_DATASETS
 
     text = " ".join(COMMANDS.values())
+    # Ours alone: our old spelling (vLLM's is in the table), multi-turn and trace replay.
+    ours = ("prefix-repetition", *SESSION_DATASETS, "trace")
     for name in DATASET_NAMES:
-        if name != "prefix-repetition":  # our old spelling; vLLM's is in the table
+        if name not in ours:
             assert f"--dataset-name {name} " in text, name
     for backend in POOLING_BACKENDS:
         assert f"--backend {backend} " in text, backend

@@ -293,6 +293,9 @@ KNOWN = {
     # The bench's result readers: a blocked pipe read is abandoned on cancel; the worker
     # processes are then terminated, which ends the read.
     ("bench/_workers.py", "abandon_on_cancel=True"),
+    # A Ray actor's run: a thread of its own with the user's event loop, joined by the
+    # actor method that started it.
+    ("bench/_ray.py", "Thread("),
 }
 
 

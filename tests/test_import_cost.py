@@ -42,6 +42,7 @@ HEAVY = (
     "httpcore",
     "h11",
     "h2",
+    "ray",
     "anyio._backends",
     "anyio.streams",
     # Loaded on first use: the shared client's RunVar, a socket's attributes.

@@ -118,6 +118,14 @@ def _comparable(out: RequestFuncOutput) -> dict[str, Any]:
     for name in _TIMING:
         fields.pop(name)
     fields["itl"] = len(out.itl)
+    for name in ("ttft_content", "ttft_reasoning"):
+        fields[name] = fields[name] is None
+    # The same phases known (or not) on both paths, whatever their times.
+    phases = out.http_phases
+    if phases is not None:
+        fields["http_phases"] = {
+            k: v if isinstance(v, bool) else v is None for k, v in phases.items()
+        }
     return fields
 
 

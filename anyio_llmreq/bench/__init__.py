@@ -9,25 +9,33 @@ configuration   ``_config``      flags -> ``BenchConfig`` (``_cli`` derives the
 setup           ``_setup``       config -> server URL, ``Target``; ready check
                                  and warmup
 workload plan   ``_plan``        config + target -> ``WorkloadPlan`` (datasets
-                                 in ``_datasets``, schedule in ``_schedule``)
+                                 in ``_datasets``, schedule in ``_schedule``;
+                                 conversations in ``_sessions``, trace times
+                                 in ``_trace``)
 execution       ``_execute``     plan -> ``Execution`` through an ``Executor``:
                                  ``_drive.LocalExecutor``,
-                                 ``_workers.WorkerExecutor``
+                                 ``_workers.WorkerExecutor``,
+                                 ``_ray.RayExecutor``; a multi-turn plan's
+                                 sessions run turn by turn
+                                 (``_sessions.run_session``)
 records         ``_records``     each ``RequestRecord`` as it finishes (JSONL,
                                  progress), the result JSON file
 server metrics  ``_server_       the server's Prometheus page before, during and
                 metrics``        after the run -> ``server_metrics``
-metrics         ``_metrics``     execution -> ``Measured``
+metrics         ``_metrics``     execution -> ``Measured`` (per turn:
+                                 ``_sessions``; HTTP phases and reasoning:
+                                 ``_phases``; replay lag: ``_trace``)
 report          ``_report``      everything -> printed lines, result JSON
 ==============  ===============  =============================================
 
 ``_run`` drives a config through them once. A new dataset is a sampler module named
 in ``_datasets._SAMPLERS`` (the ``hf``, multimodal and other vLLM datasets live in
-``_hf_datasets``, ``_mm_datasets`` and ``_extra_datasets``); a new executor (e.g. Ray)
-is one new module with a class satisfying ``Executor``, passed as
-``arun_benchmark(..., executor=...)``; the HTML report (``anyio_llmreq.report``) reads
-the saved result JSON. Credentials are kept out of every
-output by ``_redact``.
+``_hf_datasets``, ``_mm_datasets`` and ``_extra_datasets``); a new executor is one new
+module with a class satisfying ``Executor`` that splits the plan with
+``_workers.worker_specs`` and runs each share with ``_workers.drive_spec`` (as the
+process and Ray executors do), passed as ``arun_benchmark(..., executor=...)``; the HTML
+report (``anyio_llmreq.report``) reads the saved result JSON. Credentials are kept out of
+every output by ``_redact``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from ._plan import ScheduledRequest as ScheduledRequest
 from ._plan import Target as Target
 from ._plan import WorkloadPlan as WorkloadPlan
 from ._plan import plan_workload as plan_workload
+from ._ray import RayExecutor as RayExecutor
 from ._records import result_filename as result_filename
 from ._report import format_report as format_report
 from ._run import BenchmarkResult as BenchmarkResult
@@ -68,6 +77,7 @@ __all__ = (
     "LocalExecutor",
     "Measured",
     "PhaseStats",
+    "RayExecutor",
     "RequestRecord",
     "RequestSchedule",
     "SampleRequest",

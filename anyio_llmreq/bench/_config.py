@@ -45,7 +45,7 @@ POOLING_BACKENDS = frozenset(
 )
 
 #: Datasets where ``--num-prompts -1`` means every sample of the file (vLLM's docs).
-ALL_SAMPLES_DATASETS = frozenset({"spec_bench", "custom_mm"})
+ALL_SAMPLES_DATASETS = frozenset({"spec_bench", "custom_mm", "trace"})
 
 #: Defaults when the bench runs its own embedded mock server: a complete, realistic run
 #: that takes about twenty seconds and leaves the client far from saturation.
@@ -371,7 +371,8 @@ class BenchConfig:
         metavar="PATH",
         help="Dataset file (ShareGPT JSON, sonnet text, custom JSONL with one "
         '{"prompt": ...} per line, BurstGPT CSV, Spec-Bench JSONL, a text file for '
-        "txt-slices), or the hub id or local directory of an hf dataset.",
+        "txt-slices, a multi-turn generation config or conversations file, a trace), or "
+        "the hub id or local directory of an hf dataset.",
     )
     no_stream: bool = flag(
         False, group=_DATASET, help="hf: load the whole dataset instead of streaming it."
@@ -507,6 +508,42 @@ class BenchConfig:
     prefix_repetition_output_len: int = flag(
         128, group=_DATASET, help="Prefix repetition: output tokens (128)."
     )
+    multi_turn_use_recorded_answers: bool = flag(
+        False,
+        group=_DATASET,
+        help="multi-turn: each turn's history holds the file's (or generated) answers, not "
+        "the server's.",
+    )
+    trace_format: Literal["mooncake", "azure", "bailian", "jsonl"] | None = flag(
+        None,
+        group=_DATASET,
+        help="trace: the file's format (default: told from its first record): mooncake "
+        "JSONL (timestamp in ms, input_length, output_length, hash_ids), bailian JSONL "
+        "(timestamp in s), azure (the Azure LLM inference trace CSV), jsonl (timestamp in "
+        "s or timestamp_ms, prompt or input_length, output_length).",
+    )
+    time_scale: float = flag(
+        1.0,
+        group=_DATASET,
+        help="trace: multiply the trace's time offsets (0.5 replays twice as fast) (1).",
+    )
+    trace_start: float = flag(
+        0.0,
+        group=_DATASET,
+        metavar="S",
+        help="trace: start S seconds after the trace's first request, in trace time (0).",
+    )
+    trace_duration: float | None = flag(
+        None,
+        group=_DATASET,
+        metavar="S",
+        help="trace: replay S seconds of trace time from --trace-start (default: all).",
+    )
+    block_size: int | None = flag(
+        None,
+        group=_DATASET,
+        help="trace: tokens per hash_ids block (default 512 for mooncake, 16 for bailian).",
+    )
 
     # Load.
     request_rate: float | None = flag(
@@ -526,6 +563,19 @@ class BenchConfig:
     )
     ramp_up_start_rps: int | None = flag(None, group=_LOAD, help="Ramp-up: first rate (req/s).")
     ramp_up_end_rps: int | None = flag(None, group=_LOAD, help="Ramp-up: last rate (req/s).")
+    think_time: str | None = flag(
+        None,
+        group=_LOAD,
+        metavar="SECONDS|DIST",
+        help="multi-turn: pause between an answer and the conversation's next turn: SECONDS, "
+        "uniform:LOW:HIGH or exponential:MEAN (default 0).",
+    )
+    max_active_conversations: int | None = flag(
+        None,
+        group=_LOAD,
+        help="multi-turn: at most this many conversations under way; later ones wait for "
+        "a place (default: no limit).",
+    )
     seed: int = flag(0, group=_LOAD, help="Seed for the dataset sample and the schedule (0).")
     num_warmups: int = flag(
         0, group=_LOAD, help="Unmeasured requests before the run, to open connections (0)."
@@ -664,6 +714,25 @@ class BenchConfig:
         help="Client processes sharing the schedule (default 1).",
         field={"validator": attrs.validators.ge(1)},
     )
+    executor: Literal["local", "ray"] = flag(
+        "local",
+        group=_CLIENT,
+        help="Where the --workers run: local (this process, or processes here) or ray "
+        "(Ray actors on a Ray cluster; the ray extra) (default local).",
+    )
+    ray_address: str | None = flag(
+        None,
+        group=_CLIENT,
+        metavar="ADDRESS",
+        help="--executor ray: the cluster, auto or ray://HOST:PORT (default: the one "
+        "RAY_ADDRESS or ray start names here, else a new local one).",
+    )
+    workers_per_node: int | None = flag(
+        None,
+        group=_CLIENT,
+        metavar="N",
+        help="--executor ray: N actors on each node, on distinct nodes (default: spread).",
+    )
 
     # Embedded mock server.
     mock_ttft: float = flag(
@@ -689,6 +758,8 @@ class BenchConfig:
     def resolved_num_prompts(self) -> int:
         if self.num_prompts is not None:
             return self.num_prompts
+        if self.dataset_name == "trace":
+            return -1  # the whole trace (or window)
         return EMBEDDED_DEFAULT_NUM_PROMPTS if self.embedded else DEFAULT_NUM_PROMPTS
 
     def resolved_request_rate(self) -> float:
@@ -764,6 +835,7 @@ class BenchConfig:
         """
         self._check_numbers()
         self._check_dataset()
+        self._check_trace()
         if self.ramp_up_strategy is not None:
             self._check_ramp_up()
         if self.sampling_params() and self.backend not in openai_compatible:
@@ -782,12 +854,28 @@ class BenchConfig:
                     why="choose from ttft, tpot, itl, e2el",
                 )
         self.percentiles()
+        self._check_executor()
         if self.base_url is not None:
             _check_url(self.base_url)
         if self.server_metrics is not None:
             from ._server_metrics import check_flags
 
             check_flags(self.server_metrics, self.server_metrics_interval)
+
+    def _check_executor(self) -> None:
+        """The Ray flags need ``--executor ray``."""
+        if self.executor != "ray":
+            for name, value in (
+                ("--ray-address", self.ray_address),
+                ("--workers-per-node", self.workers_per_node),
+            ):
+                if value is not None:
+                    why = f"{name} applies to --executor ray only"
+                    raise UsageError("conflicting flags", where=name, why=why)
+        per_node = self.workers_per_node
+        if per_node is not None and per_node < 1:
+            why = f"--workers-per-node must be at least 1, got {per_node}"
+            raise UsageError("invalid value", where="--workers-per-node", why=why)
 
     def _check_numbers(self) -> None:
         rate = self.request_rate
@@ -817,6 +905,7 @@ class BenchConfig:
             )
         minimums: list[tuple[str, float | None, float]] = [
             ("--max-concurrency", self.max_concurrency, 1),
+            ("--max-active-conversations", self.max_active_conversations, 1),
             ("--port", self.port, 1),
             ("--timeout", self.timeout, 1e-9),
             ("--ready-check-timeout-sec", self.ready_check_timeout_sec, 0),
@@ -876,6 +965,7 @@ class BenchConfig:
                 why="random-mm sends images, which only the openai-chat backend carries",
                 hint="Use --backend openai-chat --endpoint /v1/chat/completions.",
             )
+        self._check_sessions(name)
         for where, value in (
             ("--blazedit-min-distance", self.blazedit_min_distance),
             ("--blazedit-max-distance", self.blazedit_max_distance),
@@ -893,6 +983,75 @@ class BenchConfig:
         if ratio is not None and not 0.0 <= ratio <= 1.0:
             why = f"must be from 0 to 1, got {ratio:g}"
             raise UsageError("invalid value", where="--random-mm-num-mm-items-range-ratio", why=why)
+
+    def _check_trace(self) -> None:
+        """A trace brings its own times: the arrival flags conflict with it, and the
+        trace flags mean nothing without one."""
+        if self.dataset_name != "trace":
+            given = [
+                ("--trace-format", self.trace_format is not None),
+                ("--time-scale", self.time_scale != 1.0),
+                ("--trace-start", self.trace_start != 0.0),
+                ("--trace-duration", self.trace_duration is not None),
+                ("--block-size", self.block_size is not None),
+            ]
+            for name, set_ in given:
+                if set_:
+                    why = f"{name} applies to --dataset-name trace only"
+                    raise UsageError("conflicting flags", where=name, why=why)
+            return
+        arrival = [
+            ("--request-rate", self.request_rate is not None),
+            ("--burstiness", self.burstiness != 1.0),
+            ("--ramp-up-strategy", self.ramp_up_strategy is not None),
+        ]
+        for name, set_ in arrival:
+            if set_:
+                raise UsageError(
+                    "conflicting flags",
+                    where=name,
+                    why=f"--dataset-name trace sends each request at its recorded time, so "
+                    f"{name} does not apply",
+                    hint="Drop it; --time-scale replays the trace faster or slower.",
+                )
+        checks: list[tuple[str, float | None, str]] = [
+            ("--time-scale", self.time_scale, "positive"),
+            ("--trace-duration", self.trace_duration, "positive"),
+            ("--block-size", self.block_size, "positive"),
+            ("--trace-start", self.trace_start, "non-negative"),
+        ]
+        for name, value, kind in checks:
+            ok = value is None or (value >= 0 if kind == "non-negative" else value > 0)
+            if not ok or (value is not None and not math.isfinite(value)):
+                why = f"{name} must be a finite {kind} number, got {value:g}"
+                raise UsageError("invalid value", where=name, why=why)
+
+    def _check_sessions(self, name: str) -> None:
+        """multi-turn needs a chat backend; its flags mean nothing without it."""
+        from ._sessions import DATASET, parse_think_time
+
+        if name == DATASET and self.backend != "openai-chat":
+            raise UsageError(
+                "unsupported combination",
+                where=f"--backend {self.backend}",
+                why="--dataset-name multi-turn sends each turn with its history as chat "
+                "messages, which only the openai-chat backend carries",
+                hint="Use --backend openai-chat.",
+            )
+        given = [
+            ("--think-time", self.think_time is not None),
+            ("--max-active-conversations", self.max_active_conversations is not None),
+            ("--multi-turn-use-recorded-answers", self.multi_turn_use_recorded_answers),
+        ]
+        for where, set_ in given:
+            if set_ and name != DATASET:
+                raise UsageError(
+                    "conflicting flags",
+                    where=where,
+                    why=f"{where} applies to --dataset-name multi-turn only",
+                    hint="Use --dataset-name multi-turn --dataset-path FILE, or drop it.",
+                )
+        parse_think_time(self.think_time)
 
     def _check_ramp_up(self) -> None:
         where = "--ramp-up-strategy"

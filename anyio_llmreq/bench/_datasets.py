@@ -47,15 +47,21 @@ _SAMPLERS: dict[str, tuple[str, str]] = {
     "burstgpt": ("._extra_datasets", "sample_burstgpt"),
     "spec_bench": ("._extra_datasets", "sample_spec_bench"),
     "txt-slices": ("._extra_datasets", "sample_txt_slices"),
+    "trace": ("._trace", "sample_trace"),
 }
+
+#: Datasets planned as sessions of several turns (``_sessions``), not sampled here.
+SESSION_DATASETS = ("multi-turn",)
 
 #: ``--dataset-name`` choices: vLLM's names (``prefix_repetition``) and the hyphenated
 #: spelling this bench accepted before (``prefix-repetition``).
-DATASET_NAMES = (*_SAMPLERS, "prefix-repetition")
+DATASET_NAMES = (*_SAMPLERS, *SESSION_DATASETS, "prefix-repetition")
 
 #: Datasets read from ``--dataset-path`` (the others are generated).
 FILE_DATASETS = frozenset(
     {"sharegpt", "sonnet", "custom", "hf", "custom_mm", "burstgpt", "spec_bench", "txt-slices"}
+    | {"trace"}
+    | set(SESSION_DATASETS)
 )
 
 
@@ -80,6 +86,9 @@ class SampleRequest:
     #: a dict or list of OpenAI content parts (``image_url``, ``video_url``, ...), or
     #: ``{"audio": (samples, rate)}`` for the audio backend.
     multi_modal_data: Any = None
+    #: When to send it, seconds after the run's start, for datasets that carry their own
+    #: times (a trace); ``None``: the arrival process decides.
+    arrival: float | None = None
 
 
 def _with_ids(requests: list[SampleRequest], prefix: str) -> list[SampleRequest]:
@@ -401,7 +410,7 @@ def _sharegpt_records(data: Any, path: str) -> list[dict[str, Any]]:
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null", int: "an int"}
     return names.get(type(value), f"a {type(value).__name__}")
 
 

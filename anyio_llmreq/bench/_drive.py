@@ -1,5 +1,6 @@
 """The local executor: the hot loop that releases requests on schedule, inside one task
-group, and collects them.
+group, and collects them (or, for a multi-turn plan, starts its sessions on schedule,
+each sending its turns in order: ``_sessions.run_session``).
 
 ``LocalExecutor`` runs it in this process (``--workers 1``); each worker process of
 ``WorkerExecutor`` (``_workers``) runs ``drive`` as is.
@@ -8,12 +9,15 @@ group, and collects them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 import attrs
 
 from .._client import Client
@@ -22,6 +26,9 @@ from ..backends._base import Backend
 from ._execute import Execution, PhaseStats, RecordCallback, RequestRecord, measured_phase
 from ._plan import ScheduledRequest, WorkloadPlan
 from ._selfcheck import LoopLagMonitor
+
+if TYPE_CHECKING:
+    from ._sessions import SessionShare
 
 __all__ = ["LocalExecutor", "drive", "one_line_error", "send_counted"]
 
@@ -57,6 +64,7 @@ class LocalExecutor:
                     on_record=on_record,
                     signals=None if self.handle_signals else (),
                     stop_after=self.stop_after,
+                    sessions=session_share(plan),
                 )
                 cpu = phase.cpu_s()
         return Execution(
@@ -68,6 +76,15 @@ class LocalExecutor:
             cpu_s=[cpu],
             stop_signal=stats.stop_signal,
         )
+
+
+def session_share(plan: WorkloadPlan) -> SessionShare | None:
+    """The whole plan's sessions as one process's share (None without sessions)."""
+    if not plan.sessions:
+        return None
+    from ._sessions import SessionShare
+
+    return SessionShare(plan.sessions, plan.max_active_conversations, plan.recorded_answers)
 
 
 def _signals() -> tuple[signal.Signals, ...]:
@@ -126,9 +143,11 @@ async def drive(
     signals: tuple[signal.Signals, ...] | None = None,
     stop_after: int | None = None,
     worker: int = 0,
+    sessions: SessionShare | None = None,
 ) -> tuple[list[RequestRecord], PhaseStats]:
     """Send *requests* at ``start + delay`` (``start`` on ``time.perf_counter``) and wait
-    for them.
+    for them; or, given *sessions*, start each session at its ``delay`` and send its
+    turns in order (``_sessions.run_session``), *requests* unused.
 
     SIGINT/SIGTERM (or *signals*), or *stop_after* finished requests, cancel the run:
     in-flight requests are abandoned, everything finished is returned. Never raises for
@@ -140,6 +159,7 @@ async def drive(
     interrupted = [False]
     caught: list[int] = []
     sent = 0
+    counts = [0, 0]  # sessions: turns sent, turns not sent (their session stopped)
     cpu0 = time.process_time()
     clock = time.perf_counter
     wall0 = clock()
@@ -185,7 +205,20 @@ async def drive(
         )
         outer.start_soon(monitor.run)
         async with anyio.create_task_group() as tg:
-            for item in requests:
+            if sessions is not None:
+                await _release_sessions(
+                    tg,
+                    sessions,
+                    client,
+                    backend,
+                    start=start,
+                    limiter=limiter,
+                    monitor=monitor,
+                    worker=worker,
+                    counts=counts,
+                    finish=_finisher(records, on_record, stop_after, interrupted, outer),
+                )
+            for item in requests if sessions is None else ():
                 if item.delay > 0:
                     wait = start + item.delay - clock()
                     if wait > 0:
@@ -203,9 +236,84 @@ async def drive(
         cpu_s=time.process_time() - cpu0,
         wall_s=end - wall0,
         end=end,
-        sent=sent,
+        sent=sent + counts[0],
         finished=len(records),
         interrupted=interrupted[0],
         stop_signal=caught[0] if caught else None,
+        skipped=counts[1],
     )
     return records, stats
+
+
+def _finisher(
+    records: list[RequestRecord],
+    on_record: RecordCallback | None,
+    stop_after: int | None,
+    interrupted: list[bool],
+    outer: anyio.abc.TaskGroup,
+) -> Callable[[RequestRecord], None]:
+    """What ``drive`` does with each finished session turn (as with a request)."""
+
+    def finish(rec: RequestRecord) -> None:
+        records.append(rec)
+        if on_record is not None:
+            on_record(rec)
+        if stop_after is not None and len(records) >= stop_after:
+            interrupted[0] = True
+            outer.cancel_scope.cancel()
+
+    return finish
+
+
+async def _release_sessions(
+    tg: anyio.abc.TaskGroup,
+    share: SessionShare,
+    client: Client,
+    backend: Backend | str,
+    *,
+    start: float,
+    limiter: anyio.CapacityLimiter | None,
+    monitor: LoopLagMonitor,
+    worker: int,
+    counts: list[int],
+    finish: Callable[[RequestRecord], None],
+) -> None:
+    """Start each session at its arrival; its turns go through *limiter* (the
+    ``--max-concurrency`` share) and the lag monitor as requests do."""
+    from ._sessions import run_session
+
+    clock = time.perf_counter
+    slots = None if share.max_active is None else anyio.CapacityLimiter(share.max_active)
+
+    async def send(request: RequestFuncInput, dispatched: float) -> RequestFuncOutput:
+        monitor.enter()
+        try:
+            if limiter is not None:
+                async with limiter:
+                    acquired = clock()
+                    out = await send_counted(client, backend, request)
+            else:
+                acquired = clock()
+                out = await send_counted(client, backend, request)
+        finally:
+            monitor.leave()
+        out.client_queue_time = acquired - dispatched
+        return out
+
+    for session in share.sessions:
+        wait = start + session.delay - clock()
+        if wait > 0:
+            await anyio.sleep(wait)
+        tg.start_soon(
+            functools.partial(
+                run_session,
+                session,
+                send=send,
+                finish=finish,
+                start=start,
+                worker=worker,
+                recorded_answers=share.recorded_answers,
+                slots=slots,
+                counts=counts,
+            )
+        )

@@ -49,6 +49,10 @@ class RequestRecord:
     #: The request's total deadline (``RequestFuncInput.timeout``), so a line says
     #: what limit a timed-out request ran under.
     timeout: float | None = None
+    #: Multi-turn runs: the conversation and the turn (1 for the first) this request
+    #: was; both ``None`` otherwise, and then left out of the JSONL line.
+    session_id: str | None = None
+    turn: int | None = None
 
     @property
     def send_lag(self) -> float:
@@ -64,6 +68,9 @@ class RequestRecord:
             "dispatch_time": self.dispatched,
             "timeout": self.timeout,
         }
+        if self.turn is not None:
+            data["session_id"] = self.session_id
+            data["turn"] = self.turn
         data.update(_output_fields(self.output))
         return data
 
@@ -108,6 +115,8 @@ class PhaseStats:
     #: When each loop-lag sample's timer was set, in seconds after the run's start
     #: (empty from an executor that doesn't say: its lags are then taken as 10 ms apart).
     loop_lag_starts: list[float] = attrs.Factory(list)
+    #: Multi-turn runs: turns never sent because a failed turn stopped their session.
+    skipped: int = 0
 
 
 RecordCallback = Callable[[RequestRecord], None]
@@ -134,6 +143,10 @@ class Execution:
     cpu_s: list[float]
     #: The signal (SIGINT, SIGTERM) that stopped the run; the CLI exits 128 + it.
     stop_signal: int | None = None
+    #: Keys the executor adds to the result JSON (Ray's ``clock_offsets``, say).
+    result_keys: dict[str, object] = attrs.Factory(dict)
+    #: Lines for the report, before its figures (Ray's clock offsets, a lost actor).
+    notes: tuple[str, ...] = ()
 
     @property
     def date(self) -> str:
@@ -143,8 +156,14 @@ class Execution:
         return end.strftime("%Y%m%d-%H%M%S")
 
     @property
+    def skipped(self) -> int:
+        """Turns of multi-turn sessions never sent because a failed turn stopped them
+        (planned, but neither finished nor cut short by a stop)."""
+        return sum(s.skipped for s in self.stats)
+
+    @property
     def not_finished(self) -> int:
-        return self.planned - len(self.records)
+        return self.planned - len(self.records) - self.skipped
 
     @property
     def interrupted(self) -> bool:
@@ -153,7 +172,8 @@ class Execution:
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs a plan: every request of ``plan.requests`` at ``start + delay``."""
+    """Runs a plan: every request of ``plan.requests`` at ``start + delay`` (or, when
+    ``plan.sessions`` has any, those sessions turn by turn, as ``drive`` does)."""
 
     async def run(self, plan: WorkloadPlan, on_record: RecordCallback) -> Execution:
         """Send the plan's requests and wait for them; call *on_record* for each as it

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from ._config import BenchConfig
     from ._execute import Execution
     from ._plan import WorkloadPlan
+    from ._sessions import SessionMetrics
+    from ._trace import TraceReplay
 
 __all__ = [
     "GOODPUT_METRICS",
@@ -299,6 +301,10 @@ class Measured:
     self_check: SelfCheck
     rps_change_events: list[dict[str, Any]] | None
     warnings: tuple[str, ...]
+    #: ``--dataset-name trace``: how far the sends lagged the trace.
+    trace_replay: TraceReplay | None = None
+    #: ``--dataset-name multi-turn``: conversations and each turn index's figures.
+    sessions: SessionMetrics | None = None
 
 
 def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Measured:
@@ -323,9 +329,11 @@ def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Me
     if plan.ramp_up is not None:
         # Stamped when each request left (the schedule's offset for those that didn't).
         dispatch = {r.index: r.dispatched for r in records}
+        # Sessions: the schedule holds one arrival per session, its first turn.
+        arrivals = [s.turns[0].scheduled for s in plan.sessions] or plan.requests
         times = [
-            execution.wall_start + timedelta(seconds=dispatch.get(i, s.delay))
-            for i, s in enumerate(plan.requests)
+            execution.wall_start + timedelta(seconds=dispatch.get(s.index, s.delay))
+            for s in arrivals
         ]
         events = rps_change_events(plan.schedule.rates, plan.ramp_up[1], times)
     send_lags = [r.send_lag for r in records]
@@ -350,10 +358,22 @@ def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Me
         completed=metrics.completed,
         workers=plan.workers,
     )
+    trace = None
+    if config.dataset_name == "trace":
+        from ._trace import replay_stats
+
+        trace = replay_stats(plan, records, time_scale=config.time_scale)
+    sessions = None
+    if plan.sessions:
+        from ._sessions import session_metrics
+
+        sessions = session_metrics(plan, execution, counter.count, counter.kind)
     return Measured(
         metrics=metrics,
         actual_output_lens=actual_output_lens,
         self_check=check,
         rps_change_events=events,
         warnings=tuple(str(w.message) for w in caught),
+        trace_replay=trace,
+        sessions=sessions,
     )

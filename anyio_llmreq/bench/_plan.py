@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -21,6 +21,9 @@ from ._datasets import SampleRequest, canonical_dataset_name, sample_requests
 from ._redact import redact_request, redact_url
 from ._schedule import RequestSchedule, get_request_schedule
 from ._tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from ._sessions import ScheduledSession
 
 __all__ = [
     "ScheduledRequest",
@@ -79,6 +82,14 @@ class WorkloadPlan:
     #: Requests leave ``temperature`` out, so the server decides (no ``--temperature``,
     #: as ``vllm bench serve`` since vLLM #32723); False sends the legacy ``0.0``.
     server_temperature: bool = False
+    #: Multi-turn runs (``_sessions``): the conversations, each arriving at its ``delay``
+    #: with its turns in order; ``requests`` then lists every turn (index order) and
+    #: executors send the sessions, not the requests. Empty for other datasets.
+    sessions: tuple[ScheduledSession, ...] = ()
+    #: ``--max-active-conversations``: at most this many sessions under way.
+    max_active_conversations: int | None = None
+    #: Sessions send the recorded answers as history, not the server's.
+    recorded_answers: bool = False
 
     @property
     def request_backend(self) -> Backend:
@@ -111,6 +122,10 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
     prefix = config.request_id_prefix
     if prefix is None:
         prefix = f"bench-{secrets.token_hex(4)}-"
+    if canonical_dataset_name(config.dataset_name) == "multi-turn":
+        from ._sessions import plan_sessions
+
+        return plan_sessions(config, target, request_id_prefix=prefix)
     samples = sample_requests(
         config.dataset_name,
         target.counter,
@@ -136,15 +151,22 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
     if config.ramp_up_strategy is not None:
         assert config.ramp_up_start_rps is not None and config.ramp_up_end_rps is not None
         ramp_up = (config.ramp_up_strategy, config.ramp_up_start_rps, config.ramp_up_end_rps)
-    schedule = get_request_schedule(
-        len(inputs),
-        request_rate,
-        config.burstiness,
-        config.ramp_up_strategy,
-        config.ramp_up_start_rps,
-        config.ramp_up_end_rps,
-        seed=config.seed,
-    )
+    if samples and samples[0].arrival is not None:
+        # A trace: each request at its recorded time; the rate is the trace's mean.
+        from ._trace import trace_schedule
+
+        schedule = trace_schedule(samples)
+        request_rate = schedule.rates[0]
+    else:
+        schedule = get_request_schedule(
+            len(inputs),
+            request_rate,
+            config.burstiness,
+            config.ramp_up_strategy,
+            config.ramp_up_start_rps,
+            config.ramp_up_end_rps,
+            seed=config.seed,
+        )
     n = len(inputs)
     return WorkloadPlan(
         target=target,
@@ -255,6 +277,15 @@ def _dataset_options(config: BenchConfig) -> dict[str, Any]:
         )
     elif name == "txt-slices":
         options.update(input_len=input_len, output_len=random_out)
+    elif name == "trace":
+        options.update(
+            trace_format=config.trace_format,
+            time_scale=config.time_scale,
+            trace_start=config.trace_start,
+            trace_duration=config.trace_duration,
+            block_size=config.block_size,
+            output_len=out,
+        )
     return options
 
 

@@ -59,6 +59,8 @@ DETAILED_KEYS = (
     "scheduled_times",
     "client_queue_times",
     "request_ids",
+    "session_ids",
+    "turns",
     "http_phases",
     "ttfts_reasoning",
     "ttfts_content",
@@ -264,13 +266,21 @@ def intro_lines(config: BenchConfig, plan: WorkloadPlan) -> list[str]:
     rate_text = "inf" if plan.request_rate == math.inf else f"{plan.request_rate:g}"
     if plan.ramp_up is not None:
         rate_text = f"{plan.ramp_up[0]} ramp-up {plan.ramp_up[1]}->{plan.ramp_up[2]}"
+    load = f"request rate {rate_text} req/s, burstiness {config.burstiness:g}"
+    if plan.sessions:  # the schedule's arrivals are conversations, not requests
+        load = f"conversation rate {rate_text}/s, burstiness {config.burstiness:g}"
+    if config.dataset_name == "trace":
+        from ._trace import trace_load_text
+
+        load = trace_load_text(config, plan)
     lines = [
         f"Benchmarking {plan.backend} at {where}, model {target.model_name}",
-        f"{len(plan.requests)} prompts ({config.dataset_name}), request rate "
-        f"{rate_text} req/s, burstiness "
-        f"{config.burstiness:g}, max concurrency {config.max_concurrency}, loop {config.loop}, "
+        f"{_prompt_count(plan)} ({config.dataset_name}), {load}, "
+        f"max concurrency {config.max_concurrency}, loop {config.loop}, "
         f"workers {plan.workers}",
     ]
+    if plan.sessions:
+        lines.append(_sessions_line(config, plan))
     if config.embedded:
         lines.append(
             f"Embedded mock server: TTFT {config.mock_ttft * 1000:g} ms, ITL "
@@ -278,6 +288,24 @@ def intro_lines(config: BenchConfig, plan: WorkloadPlan) -> list[str]:
             "download (pass --base-url to benchmark a real server)"
         )
     return lines
+
+
+def _prompt_count(plan: WorkloadPlan) -> str:
+    if plan.sessions:
+        return f"{len(plan.sessions)} conversations, {len(plan.requests)} turns"
+    return f"{len(plan.requests)} prompts"
+
+
+def _sessions_line(config: BenchConfig, plan: WorkloadPlan) -> str:
+    """How a multi-turn run sends its turns (the rate is the conversations' arrivals)."""
+    turns = [len(s.turns) for s in plan.sessions]
+    history = "recorded answers" if plan.recorded_answers else "the server's answers"
+    active = plan.max_active_conversations
+    cap = "no cap on" if active is None else f"at most {active}"
+    return (
+        f"Multi-turn: {min(turns)}-{max(turns)} turns a conversation, history with {history}, "
+        f"think time {config.think_time or 0} s, {cap} conversations under way"
+    )
 
 
 def outcome_lines(execution: Execution, measured: Measured) -> list[str]:
@@ -294,6 +322,11 @@ def outcome_lines(execution: Execution, measured: Measured) -> list[str]:
             f"the report covers those ({execution.not_finished} in flight or never sent are "
             "left out)."
         )
+    if execution.skipped:
+        lines.append(
+            f"{execution.skipped} turn(s) not sent: a failed turn stopped their conversation."
+        )
+    lines += execution.notes
     lines += [f"WARNING: {w}" for w in measured.warnings]
     return lines
 
@@ -325,8 +358,14 @@ def run_report(
         f"{'Input token counts from:':<40} " + _input_source_text(config, plan, metrics),
     ]
     server_lines = server.report_lines() if server is not None else []
+    trace = measured.trace_replay
+    trace_lines = trace.report_lines() if trace is not None else []
+    if measured.sessions is not None:
+        trace_lines += measured.sessions.report_lines()
     phase_lines = _phase_summary(config, execution).report_lines()
-    lines[-1:-1] = extra_lines + phase_lines + server_lines + measured.self_check.report_lines()
+    lines[-1:-1] = (
+        extra_lines + phase_lines + server_lines + trace_lines + measured.self_check.report_lines()
+    )
     return lines
 
 
@@ -354,7 +393,7 @@ def result_json(
         label=config.label,
         model_id=target.model_id,
         tokenizer_id=target.tokenizer_id,
-        num_prompts=config.resolved_num_prompts(),
+        num_prompts=len(plan.sessions) if plan.sessions else config.resolved_num_prompts(),
         metadata=config.metadata,
         request_rate=plan.request_rate,
         burstiness=config.burstiness,
@@ -392,10 +431,17 @@ def result_json(
         interrupted=execution.interrupted,
         not_finished=execution.not_finished,
     )
+    result.update(execution.result_keys)
     result.update(_phase_summary(config, execution).result_keys())
     result.update(detailed_lists(outputs))
     if server is not None:
         result.update(server.result_keys())
+    if measured.trace_replay is not None:
+        result["trace_replay"] = measured.trace_replay.to_json()
+    if measured.sessions is not None:
+        result.update(measured.sessions.result_keys())
+        result["session_ids"] = [r.session_id for r in records]
+        result["turns"] = [r.turn for r in records]
     if not config.save_detailed:
         for key in DETAILED_KEYS:
             result.pop(key, None)

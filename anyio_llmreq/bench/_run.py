@@ -155,7 +155,7 @@ async def _run(
                 await profile(config, target, "start", console)
             async with scrape_server_metrics(config, target, console) as scraper:
                 sink.start_progress()
-                executor = controls.executor or _executor(plan, client, controls)
+                executor = controls.executor or _executor(config, plan, client, controls)
                 execution = await scraper.during(executor.run(plan, sink))
                 server = await scraper.finish(execution)
             if config.profile:
@@ -204,8 +204,21 @@ def _write_report(result: dict[str, Any], path: str) -> None:
     write_report(result, path)
 
 
-def _executor(plan: WorkloadPlan, client: Client, controls: RunControls) -> Executor:
-    """In this process with the warmed-up client, or across ``plan.workers`` processes."""
+def _executor(
+    config: BenchConfig, plan: WorkloadPlan, client: Client, controls: RunControls
+) -> Executor:
+    """Ray actors (``--executor ray``); else in this process with the warmed-up client,
+    or across ``plan.workers`` processes."""
+    if config.executor == "ray":
+        from ._ray import RayExecutor, require_ray
+
+        require_ray()  # before anything else: a missing extra is a usage error
+        return RayExecutor(
+            address=config.ray_address,
+            workers_per_node=config.workers_per_node,
+            stop_after=controls.stop_after,
+            handle_signals=controls.handle_signals,
+        )
     if plan.workers == 1:
         from ._drive import LocalExecutor
 

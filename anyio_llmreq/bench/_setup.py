@@ -53,6 +53,10 @@ def check_environment(config: BenchConfig) -> None:
         UsageError: the first problem, naming its flag or file.
     """
     check_loop(config.loop)
+    if config.executor == "ray":
+        from ._ray import require_ray
+
+        require_ray()
     _check_dataset_path(config)
     if config.report is not None:
         check_report_extra("--report")

@@ -30,6 +30,7 @@ from ._plan import ScheduledRequest, WorkloadPlan
 
 if TYPE_CHECKING:
     from .._client import Client
+    from ._sessions import SessionShare
 
 __all__ = [
     "WorkerExecutor",
@@ -56,6 +57,8 @@ class WorkerSpec:
     max_concurrency: int | None
     timeouts: Timeouts
     verify: bool
+    #: Multi-turn runs: this worker's whole sessions (``requests`` is then empty).
+    sessions: SessionShare | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -96,7 +99,8 @@ def worker_specs(plan: WorkloadPlan, workers: int | None = None) -> list[WorkerS
     means the same thing whoever runs it."""
     n = plan.workers if workers is None else workers
     shares = split_concurrency(plan.max_concurrency, n)
-    parts = split_requests(plan.requests, n)
+    sessions = _session_shares(plan, n)
+    parts = split_requests(plan.requests, n) if sessions is None else [()] * n
     return [
         WorkerSpec(
             worker=k,
@@ -106,8 +110,24 @@ def worker_specs(plan: WorkloadPlan, workers: int | None = None) -> list[WorkerS
             max_concurrency=shares[k],
             timeouts=plan.timeouts,
             verify=plan.target.verify,
+            sessions=None if sessions is None else sessions[k],
         )
         for k in range(n)
+    ]
+
+
+def _session_shares(plan: WorkloadPlan, workers: int) -> list[SessionShare] | None:
+    """Each worker's whole sessions (``i % workers == k``, never one split) and its
+    share of ``--max-active-conversations``; None without sessions."""
+    if not plan.sessions:
+        return None
+    from ._sessions import SessionShare, split_sessions
+
+    caps = split_concurrency(plan.max_active_conversations, workers)
+    # More workers than places (an explicit *workers*): each still runs one at a time.
+    return [
+        SessionShare(part, None if caps[k] is None else max(caps[k] or 0, 1), plan.recorded_answers)
+        for k, part in enumerate(split_sessions(plan.sessions, workers))
     ]
 
 
@@ -132,6 +152,7 @@ async def drive_spec(
         on_record=on_record,
         signals=signals,
         worker=spec.worker,
+        sessions=spec.sessions,
     )
     return stats
 

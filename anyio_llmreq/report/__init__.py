@@ -6,7 +6,10 @@ inlined, no network needed to open it) from bench result files, vLLM's result fi
 module          what
 ==============  ==============================================================
 ``_load``       files -> ``ReportData`` (``Run``, ``Sweep``), kinds told by content
-``_charts``     ``ReportData`` -> ``Chart`` (one function per chart, altair)
+``_charts``     ``ReportData`` -> ``Chart`` (one function per chart, altair); the
+                charts of one feature in their own module: ``_phases`` (where TTFT
+                goes, reasoning), ``_turns`` (latency by turn), ``_trace`` (replay:
+                offered vs achieved)
 ``_html``       the page: charts, tables, notes
 ``_export``     the inlined Vega JavaScript; charts as SVG/PNG files (vl-convert)
 ``_write``      ``write_report``: all of the above in one call

@@ -28,6 +28,7 @@ from ._load import (
     SweepPoint,
     percentile,
 )
+from ._trace import trace_replay
 
 __all__ = [
     "BUCKETS",
@@ -126,11 +127,15 @@ def build_charts(data: ReportData) -> list[Chart]:
         charts += [ttft_split(runs), reasoning_timing(runs)]
         for metric in METRICS:
             charts += [latency_cdf(runs, metric), latency_histogram(runs, metric)]
+        from ._turns import turn_latency  # imported here: it builds on this module
+
+        charts.append(turn_latency(runs))
         charts += [
             ttft_over_time(runs),
             itl_over_time(runs),
             in_flight_over_time(runs),
             tokens_over_time(runs),
+            trace_replay(runs),
             errors_over_time(runs),
             client_lag(runs),
             server_metrics(runs),

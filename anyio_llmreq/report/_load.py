@@ -63,6 +63,8 @@ _DETAILED = (
     "scheduled_times",
     "client_queue_times",
     "request_ids",
+    "session_ids",
+    "turns",
 )
 
 

