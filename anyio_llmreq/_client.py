@@ -438,11 +438,18 @@ class Client:
         if len(body) != 1 or type(content) is not bytes or not content:
             return self._make_request(method, url, headers=headers, extensions=extensions, **body)
         parsed, merged = self._url_and_headers(url, headers, extensions)
-        key = (method, url, tuple(merged.items()))
+        fields = tuple(merged.items())
+        tail = b""
+        if fields and fields[-1][0] == "x-request-id":
+            # Each request's own (the backends add it last): the head is cached without
+            # it and the line appended, or no two requests would share a cached head.
+            tail = b"\r\nx-request-id: " + fields[-1][1].encode("ascii")
+            fields = fields[:-1]
+        key = (method, url, fields)
         parts = self._heads.get(key)
         if parts is None:
             try:
-                parts = _encode_fast_head(method, parsed, merged)
+                parts = _encode_fast_head(method, parsed, dict(fields))
             except httpx.LocalProtocolError:
                 # httpx's path raises it when sending, as the request's error.
                 return httpx.Request(method, parsed, headers=merged, extensions=extensions, **body)
@@ -450,6 +457,7 @@ class Client:
                 self._heads.clear()
             self._heads[key] = parts
         prefix, chunked, keep_alive, has_length = parts
+        prefix += tail
         head = (
             prefix + b"\r\n\r\n"
             if has_length

@@ -550,6 +550,10 @@ def build_http_request(
             raise ConfigError(f"the request body can't be encoded as JSON: {exc}") from None
         if "content-type" not in lowered:
             headers["Content-Type"] = "application/json"
+        request_id = headers.pop("x-request-id", None)
+        if request_id is not None:
+            # Last: the client caches the rest of the head (the id is each request's).
+            headers["x-request-id"] = request_id
         http_request = make(
             spec.method, spec.url, content=content, headers=headers, extensions=extensions
         )

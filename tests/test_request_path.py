@@ -157,6 +157,12 @@ def _inp(path: str, prompt: Any = "hello", **kw: Any) -> RequestFuncInput:
 
 CASES = [
     ("openai", _inp("/v1/completions"), [_SSE]),
+    ("openai", _inp("/v1/completions", request_id="bench-1"), [_SSE]),
+    (
+        "openai-chat",
+        _inp("/v1/chat/completions", request_id="r-2", extra_headers={"X-Trace": "1"}),
+        [_SSE],
+    ),
     ("openai-chat", _inp("/v1/chat/completions", extra_headers={"X-Trace": "1"}), [_SSE]),
     ("openai", _inp("/v1/completions", extra_headers={"accept": "text/event-stream"}), [_SSE]),
     ("openai-embeddings", _inp("/v1/embeddings"), [_JSON]),
@@ -320,3 +326,18 @@ async def test_a_fast_request_output_is_built_whole() -> None:
     assert out.prompt_tokens == 2 and out.prompt_len == 7 and out.status_code == 200
     assert out.ttft > 0 and out.latency >= out.ttft and len(out.itl) == 1
     assert out.tpot == pytest.approx((out.latency - out.ttft) / 2)
+
+
+async def test_request_ids_share_one_cached_head() -> None:
+    # The bench gives every request its own x-request-id: the head is cached without it.
+    async with Client(api_key="sk-test") as c:
+        heads = []
+        for n in range(3):
+            inp = _inp("/v1/completions", request_id=f"bench-{n}")
+            inp = dataclasses.replace(inp, api_url="http://127.0.0.1:9/v1/completions")
+            _, request, _ = c._prepare("openai", inp)
+            heads.append(request.head)  # type: ignore[union-attr]
+        assert len(c._heads) == 1
+    assert [h.count(b"x-request-id: bench-%d\r\n" % n) for n, h in enumerate(heads)] == [1] * 3
+    same = {h.replace(b"bench-0", b"bench-1").replace(b"bench-2", b"bench-1") for h in heads}
+    assert len(same) == 1

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import IO, Any
 
+from .._json import dumps
 from ._config import BenchConfig
 from ._execute import Execution, RequestRecord
 from ._plan import WorkloadPlan
@@ -36,16 +37,23 @@ class JsonlWriter:
     """``--output-jsonl``: one line per finished request, flushed as it finishes."""
 
     def __init__(self, path: str | None, scrub: Scrubber) -> None:
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._scrub = scrub
         if path:
             directory = os.path.dirname(os.path.abspath(path))
             os.makedirs(directory, exist_ok=True)
-            self._file = open(path, "w", encoding="utf-8")
+            self._file = open(path, "wb")
 
     def write(self, record: RequestRecord) -> None:
         if self._file is not None:
-            self._file.write(json.dumps(self._scrub.data(record.to_json())) + "\n")
+            data = self._scrub.data(record.to_json())
+            try:
+                # Compact UTF-8 through orjson where it writes what the stdlib would:
+                # about a third of ``json.dumps``'s cost, which was 10% of a request's.
+                line = dumps(data)
+            except (TypeError, ValueError):  # NaN, say: written as the stdlib writes it
+                line = json.dumps(data, ensure_ascii=False).encode()
+            self._file.write(line + b"\n")
             self._file.flush()
 
     def close(self) -> None:
