@@ -165,6 +165,7 @@ async def drive(
     wall0 = clock()
 
     async with anyio.create_task_group() as outer:
+        finish = _finisher(records, on_record, stop_after, interrupted, outer)
 
         async def one(item: ScheduledRequest) -> None:
             dispatched = clock()
@@ -189,12 +190,7 @@ async def drive(
                 worker=worker,
                 timeout=item.request.timeout,
             )
-            records.append(rec)
-            if on_record is not None:
-                on_record(rec)
-            if stop_after is not None and len(records) >= stop_after:
-                interrupted[0] = True
-                outer.cancel_scope.cancel()
+            finish(rec)
 
         outer.start_soon(
             _watch_signals,
@@ -216,7 +212,7 @@ async def drive(
                     monitor=monitor,
                     worker=worker,
                     counts=counts,
-                    finish=_finisher(records, on_record, stop_after, interrupted, outer),
+                    finish=finish,
                 )
             for item in requests if sessions is None else ():
                 if item.delay > 0:
@@ -252,7 +248,7 @@ def _finisher(
     interrupted: list[bool],
     outer: anyio.abc.TaskGroup,
 ) -> Callable[[RequestRecord], None]:
-    """What ``drive`` does with each finished session turn (as with a request)."""
+    """What ``drive`` does with each finished request (or session turn)."""
 
     def finish(rec: RequestRecord) -> None:
         records.append(rec)

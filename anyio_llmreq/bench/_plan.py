@@ -135,22 +135,9 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
         request_id_prefix=prefix,
         options=_dataset_options(config),
     )
-    endpoint = config.endpoint or default_endpoint(config.backend, target.model_id)
-    inputs = build_inputs(
-        config,
-        samples,
-        api_url=target.base_url + endpoint,
-        model_id=target.model_id,
-        model_name=target.model_name,
-        ignore_eos=_ignore_eos(config),
-    )
-    if inputs:
-        _preflight(config.backend, inputs[0])
+    inputs = plan_inputs(config, target, samples)
     request_rate = config.resolved_request_rate()
-    ramp_up = None
-    if config.ramp_up_strategy is not None:
-        assert config.ramp_up_start_rps is not None and config.ramp_up_end_rps is not None
-        ramp_up = (config.ramp_up_strategy, config.ramp_up_start_rps, config.ramp_up_end_rps)
+    ramp_up = ramp_up_of(config)
     if samples and samples[0].arrival is not None:
         # A trace: each request at its recorded time; the rate is the trace's mean.
         from ._trace import trace_schedule
@@ -171,7 +158,7 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
     return WorkloadPlan(
         target=target,
         backend=config.backend,
-        endpoint=endpoint,
+        endpoint=plan_endpoint(config, target),
         requests=tuple(
             ScheduledRequest(i, rin, delay)
             for i, (rin, delay) in enumerate(zip(inputs, schedule.delays, strict=True))
@@ -185,6 +172,40 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
         timeout=config.timeout,
         server_temperature=config.temperature is None,
     )
+
+
+def plan_inputs(
+    config: BenchConfig, target: Target, samples: Sequence[SampleRequest]
+) -> list[RequestFuncInput]:
+    """The requests of *samples* for *target*, the first checked against the backend.
+
+    Raises:
+        ConfigError: the backend can't build them (checked on the first, before I/O).
+    """
+    inputs = build_inputs(
+        config,
+        samples,
+        api_url=target.base_url + plan_endpoint(config, target),
+        model_id=target.model_id,
+        model_name=target.model_name,
+        ignore_eos=_ignore_eos(config),
+    )
+    if inputs:
+        _preflight(config.backend, inputs[0])
+    return inputs
+
+
+def plan_endpoint(config: BenchConfig, target: Target) -> str:
+    """``--endpoint``, else the backend's default for the served model."""
+    return config.endpoint or default_endpoint(config.backend, target.model_id)
+
+
+def ramp_up_of(config: BenchConfig) -> tuple[str, float, float] | None:
+    """``--ramp-up-strategy`` with its start and end rates, or ``None``."""
+    if config.ramp_up_strategy is None:
+        return None
+    assert config.ramp_up_start_rps is not None and config.ramp_up_end_rps is not None
+    return (config.ramp_up_strategy, config.ramp_up_start_rps, config.ramp_up_end_rps)
 
 
 def attach_media(plan: WorkloadPlan) -> WorkloadPlan:

@@ -728,14 +728,13 @@ def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str
     """
     import numpy as np
 
-    from ._config import default_endpoint
     from ._datasets import SampleRequest, missing_dataset_path
     from ._plan import (
         ScheduledRequest,
         WorkloadPlan,
-        _ignore_eos,
-        _preflight,
-        build_inputs,
+        plan_endpoint,
+        plan_inputs,
+        ramp_up_of,
     )
     from ._schedule import get_request_schedule
 
@@ -766,22 +765,9 @@ def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str
             if answer is not None:
                 history.append(answer)
             new_len = 0
-    endpoint = config.endpoint or default_endpoint(config.backend, target.model_id)
-    inputs = build_inputs(
-        config,
-        samples,
-        api_url=target.base_url + endpoint,
-        model_id=target.model_id,
-        model_name=target.model_name,
-        ignore_eos=_ignore_eos(config),
-    )
-    if inputs:
-        _preflight(config.backend, inputs[0])
+    inputs = plan_inputs(config, target, samples)
     request_rate = config.resolved_request_rate()
-    ramp_up = None
-    if config.ramp_up_strategy is not None:
-        assert config.ramp_up_start_rps is not None and config.ramp_up_end_rps is not None
-        ramp_up = (config.ramp_up_strategy, config.ramp_up_start_rps, config.ramp_up_end_rps)
+    ramp_up = ramp_up_of(config)
     n = len(conversations)
     schedule = get_request_schedule(
         n,
@@ -818,7 +804,7 @@ def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str
     return WorkloadPlan(
         target=target,
         backend=config.backend,
-        endpoint=endpoint,
+        endpoint=plan_endpoint(config, target),
         requests=tuple(requests),
         schedule=schedule,
         request_rate=request_rate,
