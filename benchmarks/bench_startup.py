@@ -7,8 +7,8 @@ DIR --num-prompts 1`` in a fresh process against a mock server in this process, 
 reports the time from starting the process to the server receiving its first request
 (both read on the system-wide monotonic clock) and the process's CPU time for the whole
 run. Rows: the package at *--before* (a copy of an older ``anyio_llmreq``, run with
-PYTHONPATH), this checkout with an empty tokenizer cache (the first run: loads through
-transformers, then caches), and this checkout with the cache filled.
+PYTHONPATH) and this checkout, each with an empty tokenizer cache (every first run: loads
+through transformers, then caches) and with the cache filled.
 
     cp -r anyio_llmreq /tmp/startup_before/   # before a change
     python benchmarks/bench_startup.py [--before /tmp/startup_before] [--after .] [--vocab N]
@@ -112,16 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     cache = tempfile.mkdtemp(prefix="anyio_llmreq-startup-cache-")
     rows: list[tuple[str, list[tuple[float, float]]]] = []
     try:
+        trees = [("after", args.after)]
         if (Path(args.before) / "anyio_llmreq").is_dir():
-            runs = [one_run(tokenizer, args.before, cache) for _ in range(args.runs)]
-            rows.append(("before", runs))
-        cold = []
-        for _ in range(args.runs):
-            shutil.rmtree(cache, ignore_errors=True)
-            cold.append(one_run(tokenizer, args.after, cache))
-        rows.append(("after, first run (no cache)", cold))
-        warm = [one_run(tokenizer, args.after, cache) for _ in range(args.runs)]
-        rows.append(("after, cached", warm))
+            trees.insert(0, ("before", args.before))
+        for name, tree in trees:
+            # Each first run with an empty cache (an older package may keep one too).
+            cold = []
+            for _ in range(args.runs):
+                shutil.rmtree(cache, ignore_errors=True)
+                cold.append(one_run(tokenizer, tree, cache))
+            rows.append((f"{name}, first run (no cache)", cold))
+            warm = [one_run(tokenizer, tree, cache) for _ in range(args.runs)]
+            rows.append((f"{name}, cached", warm))
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     print(f"{'':30} {'to first request':>17} {'CPU':>8}   (medians of {args.runs})")
