@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import signal
 import sys
 import time
@@ -28,6 +29,8 @@ from ._plan import ScheduledRequest, WorkloadPlan
 from ._selfcheck import LoopLagMonitor
 
 if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
     from ._sessions import SessionShare
 
 __all__ = ["LocalExecutor", "drive", "one_line_error", "send_counted"]
@@ -154,7 +157,8 @@ async def drive(
     a failed request.
     """
     records: list[RequestRecord] = []
-    limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
+    # Multi-turn sessions take their turns' slots from a limiter; requests, from senders.
+    limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency and sessions else None
     monitor = LoopLagMonitor(origin=start)
     interrupted = [False]
     caught: list[int] = []
@@ -167,17 +171,10 @@ async def drive(
     async with anyio.create_task_group() as outer:
         finish = _finisher(records, on_record, stop_after, interrupted, outer)
 
-        async def one(item: ScheduledRequest) -> None:
-            dispatched = clock()
-            monitor.enter()
+        async def sent_at(item: ScheduledRequest, dispatched: float, acquired: float) -> None:
+            """Send *item*, released at *dispatched*, given its slot at *acquired*."""
             try:
-                if limiter is not None:
-                    async with limiter:
-                        acquired = clock()
-                        out = await send_counted(client, backend, item.request)
-                else:
-                    acquired = dispatched
-                    out = await send_counted(client, backend, item.request)
+                out = await send_counted(client, backend, item.request)
             finally:
                 monitor.leave()
             out.client_queue_time = acquired - dispatched
@@ -191,6 +188,17 @@ async def drive(
                 timeout=item.request.timeout,
             )
             finish(rec)
+
+        async def one(item: ScheduledRequest) -> None:
+            dispatched = clock()
+            monitor.enter()
+            await sent_at(item, dispatched, dispatched)
+
+        async def slot(released: MemoryObjectReceiveStream[tuple[ScheduledRequest, float]]) -> None:
+            """One of ``--max-concurrency`` senders: the released requests, in order."""
+            with released:
+                async for item, dispatched in released:
+                    await sent_at(item, dispatched, clock())
 
         outer.start_soon(
             _watch_signals,
@@ -214,15 +222,30 @@ async def drive(
                     counts=counts,
                     finish=finish,
                 )
-            for item in requests if sessions is None else ():
-                if item.delay > 0:
-                    wait = start + item.delay - clock()
-                    if wait > 0:
-                        await anyio.sleep(wait)
-                elif start > clock():
-                    await anyio.sleep(start - clock())
-                sent += 1
-                tg.start_soon(one, item)
+            release, released = anyio.create_memory_object_stream[tuple[ScheduledRequest, float]](
+                math.inf
+            )
+            if sessions is None and max_concurrency:
+                # A fixed set of senders taking released requests in order, rather
+                # than a task per request waiting on a limiter: the same first-come
+                # slots at a tenth of the cost (a task and a limiter cost ~80 us).
+                for _ in range(min(max_concurrency, len(requests))):
+                    tg.start_soon(slot, released.clone())
+            released.close()
+            with release:
+                for item in requests if sessions is None else ():
+                    if item.delay > 0:
+                        wait = start + item.delay - clock()
+                        if wait > 0:
+                            await anyio.sleep(wait)
+                    elif start > clock():
+                        await anyio.sleep(start - clock())
+                    sent += 1
+                    if max_concurrency:
+                        monitor.enter()
+                        release.send_nowait((item, clock()))
+                    else:
+                        tg.start_soon(one, item)
         outer.cancel_scope.cancel()
 
     end = clock()
