@@ -14,7 +14,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -29,8 +29,6 @@ from ._plan import ScheduledRequest, WorkloadPlan
 from ._selfcheck import LoopLagMonitor
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream
-
     from ._sessions import SessionShare
 
 __all__ = ["LocalExecutor", "drive", "one_line_error", "send_counted"]
@@ -189,17 +187,6 @@ async def drive(
             )
             finish(rec)
 
-        async def one(item: ScheduledRequest) -> None:
-            dispatched = clock()
-            monitor.enter()
-            await sent_at(item, dispatched, dispatched)
-
-        async def slot(released: MemoryObjectReceiveStream[tuple[ScheduledRequest, float]]) -> None:
-            """One of ``--max-concurrency`` senders: the released requests, in order."""
-            with released:
-                async for item, dispatched in released:
-                    await sent_at(item, dispatched, clock())
-
         outer.start_soon(
             _watch_signals,
             outer.cancel_scope,
@@ -208,44 +195,37 @@ async def drive(
             caught,
         )
         outer.start_soon(monitor.run)
-        async with anyio.create_task_group() as tg:
-            if sessions is not None:
-                await _release_sessions(
-                    tg,
-                    sessions,
-                    client,
-                    backend,
-                    start=start,
-                    limiter=limiter,
-                    monitor=monitor,
-                    worker=worker,
-                    counts=counts,
-                    finish=finish,
-                )
-            release, released = anyio.create_memory_object_stream[tuple[ScheduledRequest, float]](
-                math.inf
-            )
-            if sessions is None and max_concurrency:
-                # A fixed set of senders taking released requests in order, rather
-                # than a task per request waiting on a limiter: the same first-come
-                # slots at a tenth of the cost (a task and a limiter cost ~80 us).
-                for _ in range(min(max_concurrency, len(requests))):
-                    tg.start_soon(slot, released.clone())
-            released.close()
-            with release:
-                for item in requests if sessions is None else ():
-                    if item.delay > 0:
-                        wait = start + item.delay - clock()
-                        if wait > 0:
-                            await anyio.sleep(wait)
-                    elif start > clock():
-                        await anyio.sleep(start - clock())
-                    sent += 1
-                    if max_concurrency:
+        senders: _Senders | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                if sessions is not None:
+                    await _release_sessions(
+                        tg,
+                        sessions,
+                        client,
+                        backend,
+                        start=start,
+                        limiter=limiter,
+                        monitor=monitor,
+                        worker=worker,
+                        counts=counts,
+                        finish=finish,
+                    )
+                senders = _Senders(tg, sent_at, max_concurrency)
+                with senders:
+                    for item in requests if sessions is None else ():
+                        if item.delay > 0:
+                            wait = start + item.delay - clock()
+                            if wait > 0:
+                                await anyio.sleep(wait)
+                        elif start > clock():
+                            await anyio.sleep(start - clock())
+                        sent += 1
                         monitor.enter()
-                        release.send_nowait((item, clock()))
-                    else:
-                        tg.start_soon(one, item)
+                        senders.release(item, clock())
+        finally:
+            if senders is not None:
+                senders.close()
         outer.cancel_scope.cancel()
 
     end = clock()
@@ -262,6 +242,71 @@ async def drive(
         skipped=counts[1],
     )
     return records, stats
+
+
+_Released = tuple[ScheduledRequest, float]
+
+
+class _Senders:
+    """The tasks that send released requests.
+
+    A sender starts only when none is idle (and fewer than *cap* run), then takes the
+    next released request each time it is done: a run starts as many tasks as it has
+    requests in flight at its peak, not one per request (a task, and a limiter to cap
+    them, cost about 80 us a request). Past the cap, released requests wait for a
+    sender in order, as they would for a first-come limiter.
+    """
+
+    def __init__(
+        self,
+        tg: anyio.abc.TaskGroup,
+        send: Callable[[ScheduledRequest, float, float], Awaitable[None]],
+        cap: int | None,
+    ) -> None:
+        self._tg = tg
+        self._send = send  # (request, released at, sender free at)
+        self._cap = cap
+        self._release, self._released = anyio.create_memory_object_stream[_Released](math.inf)
+        self._started = 0
+        self._idle = 0
+
+    def __enter__(self) -> _Senders:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release.close()  # idle senders end once the queue is empty
+
+    def release(self, item: ScheduledRequest, released: float) -> None:
+        if self._idle:
+            self._idle -= 1  # one waiting sender gets it (none is waiting with a queue)
+            self._release.send_nowait((item, released))
+        elif self._cap is None or self._started < self._cap:
+            self._started += 1
+            self._tg.start_soon(self._run, item, released)
+        else:
+            self._release.send_nowait((item, released))
+
+    async def _run(self, item: ScheduledRequest, released: float) -> None:
+        await self._send(item, released, released)
+        queue = self._released
+        clock = time.perf_counter
+        while True:
+            try:
+                item, released = queue.receive_nowait()
+            except anyio.WouldBlock:
+                self._idle += 1
+                try:
+                    item, released = await queue.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
+            await self._send(item, released, clock())
+
+    def close(self) -> None:
+        """Close both ends, once the senders' task group has ended."""
+        self._release.close()
+        self._released.close()
 
 
 def _finisher(
