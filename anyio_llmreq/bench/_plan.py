@@ -145,15 +145,7 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
         schedule = trace_schedule(samples)
         request_rate = schedule.rates[0]
     else:
-        schedule = get_request_schedule(
-            len(inputs),
-            request_rate,
-            config.burstiness,
-            config.ramp_up_strategy,
-            config.ramp_up_start_rps,
-            config.ramp_up_end_rps,
-            seed=config.seed,
-        )
+        schedule = arrival_schedule(config, len(inputs))
     n = len(inputs)
     return WorkloadPlan(
         target=target,
@@ -198,6 +190,19 @@ def plan_inputs(
 def plan_endpoint(config: BenchConfig, target: Target) -> str:
     """``--endpoint``, else the backend's default for the served model."""
     return config.endpoint or default_endpoint(config.backend, target.model_id)
+
+
+def arrival_schedule(config: BenchConfig, n: int) -> RequestSchedule:
+    """vLLM's schedule of *n* arrivals at the configured rate, burstiness and ramp-up."""
+    return get_request_schedule(
+        n,
+        config.resolved_request_rate(),
+        config.burstiness,
+        config.ramp_up_strategy,
+        config.ramp_up_start_rps,
+        config.ramp_up_end_rps,
+        seed=config.seed,
+    )
 
 
 def ramp_up_of(config: BenchConfig) -> tuple[str, float, float] | None:

@@ -732,11 +732,11 @@ def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str
     from ._plan import (
         ScheduledRequest,
         WorkloadPlan,
+        arrival_schedule,
         plan_endpoint,
         plan_inputs,
         ramp_up_of,
     )
-    from ._schedule import get_request_schedule
 
     path = config.dataset_path
     if path is None:
@@ -769,15 +769,7 @@ def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str
     request_rate = config.resolved_request_rate()
     ramp_up = ramp_up_of(config)
     n = len(conversations)
-    schedule = get_request_schedule(
-        n,
-        request_rate,
-        config.burstiness,
-        config.ramp_up_strategy,
-        config.ramp_up_start_rps,
-        config.ramp_up_end_rps,
-        seed=config.seed,
-    )
+    schedule = arrival_schedule(config, n)
     think = parse_think_time(config.think_time)
     think_rng = np.random.default_rng(config.seed)
     grouped: list[list[SessionTurn]] = [[] for _ in range(n)]
