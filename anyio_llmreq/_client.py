@@ -441,8 +441,9 @@ class Client:
         fields = tuple(merged.items())
         tail = b""
         if fields and fields[-1][0] == "x-request-id":
-            # Each request's own (the backends add it last): the head is cached without
-            # it and the line appended, or no two requests would share a cached head.
+            # Each request's own (put last by build_http_request, its value checked by
+            # merge_headers): the head is cached without it and the line appended, or no
+            # two requests would share a cached head.
             tail = b"\r\nx-request-id: " + fields[-1][1].encode("ascii")
             fields = fields[:-1]
         key = (method, url, fields)

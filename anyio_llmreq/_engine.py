@@ -163,8 +163,8 @@ class Exchange:
     __slots__ = (
         "_body",
         "_body_bytes",
-        "_first_content",
-        "_first_reasoning",
+        "_content_at",
+        "_reasoning_at",
         "_stream_left",
         "_token_text",
         "acc",
@@ -205,12 +205,12 @@ class Exchange:
     _stream_left: float
     # The backend's optional fast path for plain token events (``TokenTextBackend``).
     _token_text: Callable[[str], str | None] | None
-    # The output-event index of the first content and the first reasoning event (-1:
-    # none yet). Content events on the fast path are not looked at one by one: the fast
-    # path is off from the first other output (reasoning, a tool call) until content
-    # starts, so unmarked content is content from the first event on.
-    _first_content: int
-    _first_reasoning: int
+    # When the first content and the first reasoning event arrived (None: not yet).
+    # Content events on the fast path are not looked at one by one: the fast path is
+    # off from the first other output (reasoning, a tool call) until content starts, so
+    # unmarked content is content from the first output event on.
+    _content_at: float | None
+    _reasoning_at: float | None
     #: Our transport's stamps of the response (``None`` with another transport).
     arrival: Arrival | None
 
@@ -239,7 +239,7 @@ class Exchange:
         self._body_bytes = 0
         self._stream_left = math.inf if max_stream_bytes is None else max_stream_bytes
         self._token_text = token_text_of(backend)
-        self._first_content = self._first_reasoning = -1
+        self._content_at = self._reasoning_at = None
         self.arrival = None
 
     def __repr__(self) -> str:
@@ -279,8 +279,8 @@ class Exchange:
                         text = token_text(item) if texts is None else texts[index]
                         if text is not None:
                             text_append(text)
-                            if self._first_content < 0:
-                                self._mark_content(outputs)
+                            if self._content_at is None:
+                                self._mark_content(now)
                             outputs += 1
                             if sink is not None:
                                 sink.append(TextDelta(text))
@@ -294,12 +294,14 @@ class Exchange:
                     if type(delta) is TextDelta:
                         text_append(delta.text)
                         output = True
-                        if self._first_content < 0:
-                            self._mark_content(outputs)
+                        if self._content_at is None:
+                            self._mark_content(now)
                     elif acc.add(delta):
                         output = True
-                        if self._first_content < 0 or self._first_reasoning < 0:
-                            self._mark_other(delta, outputs)
+                        if self._reasoning_at is None or (
+                            self._content_at is None and self._token_text is not None
+                        ):
+                            self._mark_other(delta, now)
                     elif type(delta) is ErrorDelta:
                         raise ServerReportedError(delta.message)
                     if sink is not None:
@@ -310,30 +312,25 @@ class Exchange:
             if outputs:
                 self._stamp(now, outputs)
 
-    def _stamped(self) -> int:
-        """Output events stamped before the read being fed."""
-        return len(self.itl) + (self.first is not None)
+    def _first_output(self, now: float) -> float:
+        """When the first output event arrived (*now*: it is in the read being fed)."""
+        return now if self.first is None else self.first
 
-    def _mark_content(self, outputs: int) -> None:
-        """Content (just appended) is the read's output event number *outputs*: the
-        first content, unless the fast path took some earlier (from event 0 then)."""
-        self._first_content = 0 if len(self.acc.text_parts) > 1 else self._stamped() + outputs
+    def _mark_content(self, now: float) -> None:
+        """Content (just appended) arrived at *now*: the first, unless the fast path
+        took some earlier (then it started with the first output event)."""
+        self._content_at = self._first_output(now) if len(self.acc.text_parts) > 1 else now
         self._token_text = token_text_of(self.backend)
 
-    def _mark_other(self, delta: Delta, outputs: int) -> None:
-        """An output event that is not content, number *outputs* of the read."""
-        if type(delta) is ReasoningDelta and self._first_reasoning < 0:
-            self._first_reasoning = self._stamped() + outputs
-        if self._first_content < 0:
+    def _mark_other(self, delta: Delta, now: float) -> None:
+        """An output event that is not content arrived at *now*."""
+        if type(delta) is ReasoningDelta and self._reasoning_at is None:
+            self._reasoning_at = now
+        if self._content_at is None:
             if self.acc.text_parts:
-                self._first_content = 0  # the fast path's, from the first event on
+                self._content_at = self._first_output(now)  # the fast path's, from the start
             else:
                 self._token_text = None  # each event looked at until content starts
-
-    def _event_time(self, index: int) -> float:
-        """When output event *index* arrived."""
-        assert self.first is not None
-        return self.first + sum(self.itl[:index]) if index else self.first
 
     def http_phases(self) -> dict[str, Any] | None:
         """When the request's HTTP steps happened, in seconds after ``start`` (``None``:
@@ -350,7 +347,7 @@ class Exchange:
         start = self.start
         opened = arrival.opened
         return {
-            "connection_reused": arrival.reused,
+            "connection_reused": opened is None,
             "dns": None if opened is None else opened.dns,
             "connect": None if opened is None else opened.connect,
             "tls": None if opened is None else opened.tls,
@@ -399,9 +396,9 @@ class Exchange:
             self._stamp(now)
             # One event: whatever it holds arrived at once.
             if self.acc.text_parts:
-                self._first_content = 0
+                self._content_at = now
             if self.acc.reasoning_parts:
-                self._first_reasoning = 0
+                self._reasoning_at = now
 
     def fail(self, exc: Exception) -> None:
         self.error = error_text(_translate(exc))
@@ -415,13 +412,13 @@ class Exchange:
         if first is not None:
             ttft = first - start
             latency = self.last - start
-            content = self._first_content
-            if content < 0 and self.acc.text_parts:
-                content = 0  # the fast path's, from the first event on (see feed)
-            if content >= 0:
-                ttft_content = self._event_time(content) - start
-            if self._first_reasoning >= 0:
-                ttft_reasoning = self._event_time(self._first_reasoning) - start
+            content = self._content_at
+            if content is None and self.acc.text_parts:
+                content = first  # the fast path's, from the first event on (see feed)
+            if content is not None:
+                ttft_content = content - start
+            if self._reasoning_at is not None:
+                ttft_reasoning = self._reasoning_at - start
         completion = self.backend.finalize(self.acc)
         output_tokens = completion.output_tokens
         source = completion.output_tokens_source

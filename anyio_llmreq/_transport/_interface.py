@@ -68,12 +68,12 @@ class Arrival:
         head: arrival of the read that completed the response head.
         body: arrival of the first read holding body bytes (0.0 until one did).
         sent: when the request was written to the socket (0.0: not known).
-        reused: whether the request went on a connection an earlier one had used.
         opened: how the request's new connection opened (``None`` when reused).
+        reused: whether the request went on a pooled connection (no ``opened``).
     """
 
     # A plain class, made once per response: attrs would compile its methods at import.
-    __slots__ = ("body", "clock", "first_byte", "head", "opened", "reused", "sent", "time")
+    __slots__ = ("body", "clock", "first_byte", "head", "opened", "sent", "time")
 
     time: float
     first_byte: float
@@ -81,7 +81,6 @@ class Arrival:
     head: float
     body: float
     sent: float
-    reused: bool
     opened: ConnectTimes | None
 
     def __init__(
@@ -91,8 +90,11 @@ class Arrival:
         self.first_byte = first_byte
         self.clock = clock
         self.body = self.sent = 0.0
-        self.reused = False
         self.opened = None
+
+    @property
+    def reused(self) -> bool:
+        return self.opened is None
 
     def __repr__(self) -> str:
         return f"Arrival(time={self.time!r}, first_byte={self.first_byte!r})"

@@ -71,7 +71,6 @@ class Connection:
         "own",
         "stream",
         "timed_out",
-        "used",
         "wait_start",
     )
 
@@ -85,9 +84,8 @@ class Connection:
     wait_start: float | None
     head_timeout: float
     timed_out: bool
-    # How it opened, and whether a request went on it yet (the next one reuses it).
+    # How it opened (its first request reports it).
     opened: ConnectTimes
-    used: bool
 
     def __init__(
         self,
@@ -105,7 +103,6 @@ class Connection:
         self.head_timeout = _INF
         self.timed_out = False
         self.opened = ConnectTimes() if opened is None else opened
-        self.used = False
 
     def __repr__(self) -> str:
         return f"<Connection {self.key} fd={self.fd}>"
@@ -256,6 +253,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         if body is not None and chunked_body:
             body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
         conn = await self._checkout(key)
+        opened = None  # a pooled connection: nothing to report about its opening
         try:
             if conn is None:
                 scheme, host, port = key
@@ -265,6 +263,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     raise httpx.ConnectTimeout(
                         f"Timed out connecting to {host}:{port}", request=request
                     )
+                opened = conn.opened
             own = conn.own
             wait: Awaitable[None] | None
             if own is not None and body is not None and len(body) <= _ONE_SEND:
@@ -282,16 +281,9 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     written = True
                 if not written:  # our scope timed out
                     raise httpx.WriteTimeout("Timed out sending the request", request=request)
-            sent = perf_counter()
-            reused = conn.used
-            conn.used = True
-            raw = await self._read_response(conn, method, keep_alive, timeouts.get("read"), request)
-            arrival = raw.arrival
-            arrival.sent = sent
-            arrival.reused = reused
-            if not reused:
-                arrival.opened = conn.opened
-            return raw
+            return await self._read_response(
+                conn, method, keep_alive, timeouts.get("read"), request, perf_counter(), opened
+            )
         except BaseException:
             if conn is not None:
                 await anyio.aclose_forcefully(conn.stream)
@@ -427,7 +419,11 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         keep_alive: bool,
         read_timeout: float | None,
         request: httpx.Request | None,
+        sent: float,
+        opened: ConnectTimes | None,
     ) -> RawResponse:
+        """Read the response head of the request written at *sent* (``perf_counter``) on
+        *conn*, a new connection when *opened* says how it opened."""
         receive = conn.stream.receive
         own = conn.own
         clock: Callable[[], float] = own.arrival_time if own is not None else perf_counter
@@ -442,8 +438,8 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             watchdog = self._get_watchdog()
             conn.head_timeout = read_timeout
             conn.timed_out = False
-            conn.wait_start = now = perf_counter()
-            watchdog.add(conn, now + read_timeout)
+            conn.wait_start = sent
+            watchdog.add(conn, sent + read_timeout)
         try:
             while True:
                 end = buf.find(b"\r\n\r\n", searched)
@@ -507,6 +503,8 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             raise _head_timeout(request)
 
         arrival = Arrival(last, first_byte)
+        arrival.sent = sent
+        arrival.opened = opened
         if buf:
             arrival.body = last  # body bytes came with the head
         version, status, reason, headers, length, chunked, keep_alive = parsed

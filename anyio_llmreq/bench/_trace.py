@@ -40,7 +40,7 @@ import attrs
 from ._config import UsageError
 from ._datasets import SampleRequest, _bad_file, _kind, _read_jsonl_objects, _read_text
 from ._schedule import RequestSchedule
-from ._selfcheck import SEND_LAG_P99_LIMIT_MS
+from ._selfcheck import SEND_LAG_P99_LIMIT_MS, _summary
 from ._tokens import TokenCounter, WordCounter
 
 if TYPE_CHECKING:
@@ -557,16 +557,6 @@ def trace_load_text(config: BenchConfig, plan: WorkloadPlan) -> str:
 
 
 # -- how the replay went ------------------------------------------------------------------
-
-
-def _summary(values: Sequence[float]) -> tuple[float, float, float]:
-    """(P50, P99, max) of *values* in ms (seconds in); zeros when empty."""
-    import numpy as np
-
-    if not values:
-        return 0.0, 0.0, 0.0
-    arr = np.asarray(values) * 1000.0
-    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99)), float(np.max(arr))
 
 
 def _bucket_width(span: float, requests: int) -> float:
