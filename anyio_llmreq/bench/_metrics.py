@@ -23,6 +23,7 @@ from ._selfcheck import SelfCheck
 if TYPE_CHECKING:
     from ._config import BenchConfig
     from ._execute import Execution
+    from ._phases import PhaseSummary
     from ._plan import WorkloadPlan
     from ._sessions import SessionMetrics
     from ._trace import TraceReplay
@@ -305,10 +306,13 @@ class Measured:
     trace_replay: TraceReplay | None = None
     #: ``--dataset-name multi-turn``: conversations and each turn index's figures.
     sessions: SessionMetrics | None = None
+    #: The requests' HTTP phases and reasoning timings, summed up.
+    phases: PhaseSummary | None = None
 
 
 def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Measured:
     """The metrics of *execution* (finished requests only) as *config* selects them."""
+    from ._phases import summarize_phases
     from ._schedule import rps_change_events
     from ._selfcheck import after_burst, evaluate_self_check, since
 
@@ -376,4 +380,5 @@ def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Me
         warnings=tuple(str(w.message) for w in caught),
         trace_replay=trace,
         sessions=sessions,
+        phases=summarize_phases([r.output for r in records], config.percentiles()),
     )

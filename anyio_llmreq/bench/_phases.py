@@ -23,21 +23,19 @@ __all__ = ["PHASE_KEYS", "PhaseSummary", "detailed_lists", "summarize_phases"]
 PHASE_KEYS = ("request_sent", "first_byte", "headers", "first_body_byte")
 #: Entries that are how long the request's new connection took to open.
 _OPEN_KEYS = ("dns", "connect", "tls")
-_MS = 1000.0
+_MS = 1000.0  # seconds to ms, for the split
 
 
 def _stats(values: Sequence[float], percentiles: Sequence[float]) -> dict[str, float] | None:
-    """Mean, median and *percentiles* of *values* (seconds) in ms; ``None`` if empty."""
+    """Mean, median and *percentiles* of *values* (seconds) in ms, keyed as the result
+    file keys them (``mean``, ``median``, ``p99``); ``None`` if empty."""
     if not values:
         return None
-    import numpy as np
+    from ._metrics import _stats as metric_stats
+    from ._report import percentile_word
 
-    data = np.asarray(values, dtype=float) * _MS
-    stats = {"mean": float(data.mean()), "median": float(np.median(data))}
-    for p in percentiles:
-        word = str(int(p)) if int(p) == p else str(p)
-        stats[f"p{word}"] = float(np.percentile(data, p))
-    return stats
+    mean, median, _, chosen = metric_stats(list(values), percentiles)
+    return {"mean": mean, "median": median} | {f"p{percentile_word(p)}": v for p, v in chosen}
 
 
 @attrs.frozen
@@ -80,6 +78,8 @@ class PhaseSummary:
     def report_lines(self) -> list[str]:
         """The terminal's sections: TTFT split (with our transport), reasoning (when
         any request reasoned)."""
+        from ._report import _line  # the report imports this module
+
         lines: list[str] = []
         split = self.split_ms
         if self.requests and split is not None:
@@ -106,12 +106,6 @@ class PhaseSummary:
                     lines.append(_line(f"Mean time to {name} (ms):", stats["mean"]))
                     lines.append(_line(f"Median time to {name} (ms):", stats["median"]))
         return lines
-
-
-def _line(label: str, value: Any) -> str:
-    if isinstance(value, float):
-        return f"{label:<40} {value:<10.2f}"
-    return f"{label:<40} {value!s:<10}"
 
 
 def summarize_phases(

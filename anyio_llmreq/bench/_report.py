@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._models import RequestFuncOutput
 from ._metrics import BenchmarkMetrics
-from ._phases import PhaseSummary, detailed_lists, summarize_phases
+from ._phases import detailed_lists
 from ._redact import redact_url
 
 if TYPE_CHECKING:
@@ -362,15 +362,11 @@ def run_report(
     trace_lines = trace.report_lines() if trace is not None else []
     if measured.sessions is not None:
         trace_lines += measured.sessions.report_lines()
-    phase_lines = _phase_summary(config, execution).report_lines()
+    phase_lines = measured.phases.report_lines() if measured.phases is not None else []
     lines[-1:-1] = (
         extra_lines + phase_lines + server_lines + trace_lines + measured.self_check.report_lines()
     )
     return lines
-
-
-def _phase_summary(config: BenchConfig, execution: Execution) -> PhaseSummary:
-    return summarize_phases([r.output for r in execution.records], config.percentiles())
 
 
 def result_json(
@@ -432,8 +428,10 @@ def result_json(
         not_finished=execution.not_finished,
     )
     result.update(execution.result_keys)
-    result.update(_phase_summary(config, execution).result_keys())
-    result.update(detailed_lists(outputs))
+    if measured.phases is not None:
+        result.update(measured.phases.result_keys())
+    if config.save_detailed:
+        result.update(detailed_lists(outputs))
     if server is not None:
         result.update(server.result_keys())
     if measured.trace_replay is not None:
