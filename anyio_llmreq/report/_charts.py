@@ -28,6 +28,7 @@ from ._load import (
     SweepPoint,
     percentile,
 )
+from ._load import _finite as _number  # a finite number or None, as the loader reads them
 from ._trace import trace_replay
 
 __all__ = [
@@ -1342,12 +1343,6 @@ def _stat_rank(stat: str) -> tuple[int, float]:
     if stat == "median":
         return (1, 50.0)
     return (1, float(stat[1:]))
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _ordinal(n: int) -> str:

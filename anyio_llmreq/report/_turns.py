@@ -15,11 +15,11 @@ from ._charts import (
     _chart,
     _Datasets,
     _names,
-    _number,
     _present,
     _run_color,
 )
 from ._load import Run
+from ._load import _finite as _number
 
 __all__ = ["turn_latency"]
 

@@ -690,19 +690,6 @@ def _opening_lines(config: SweepConfig) -> list[str]:
 # --- entry points --------------------------------------------------------------------
 
 
-async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
-    if sys.platform == "win32":  # pragma: no cover
-        return
-    try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-            async for signum in received:
-                caught.append(int(signum))
-                scope.cancel()
-                return
-    except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-        return  # not the main thread
-
-
 async def arun_sweep(
     config: SweepConfig, *, stdout: IO[str] | None = None, handle_signals: bool = True
 ) -> SweepResult:
@@ -738,7 +725,9 @@ async def arun_sweep(
     failure: Exception | None = None
     async with anyio.create_task_group() as tg:
         if handle_signals:
-            tg.start_soon(_watch_signals, tg.cancel_scope, caught)
+            from ..bench._drive import _signals, _watch_signals
+
+            tg.start_soon(_watch_signals, tg.cancel_scope, _signals(), [False], caught)
         try:
             await _MODES[config.mode](sweep)
         except Exception as exc:
