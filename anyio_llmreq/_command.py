@@ -1,5 +1,6 @@
 """What every ``anyio-llmreq`` command shares: errors as one line on stderr, and
-``--debug`` (or ``ANYIO_LLMREQ_DEBUG=1``) for the traceback instead."""
+``--debug`` (or ``ANYIO_LLMREQ_DEBUG=1``) for the traceback instead, and what a
+command's failure means as an exit status."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["debug_requested", "finish_parser", "say_error"]
+__all__ = ["debug_requested", "exit_status", "finish_parser", "say_error"]
 
 
 def debug_requested(args: argparse.Namespace) -> bool:
@@ -41,3 +42,40 @@ def finish_parser(
     setattr(parser, "error", usage_error)  # noqa: B010 - an instance's own error()
     parser.set_defaults(func=run)
     return parser
+
+
+def exit_status(
+    command: Callable[[], int], *, debug: bool, say: Callable[[str], None], interrupted: str
+) -> int:
+    """Run *command* (``bench``, ``sweep``) and map what it raises to one line through
+    *say* and an exit status: a ``UsageError`` its own (2, or 1 when nothing could be
+    measured), a configuration the backend rejects 2, a failed run 1, Ctrl-C before the
+    run 130. With *debug* the exception propagates with its traceback."""
+    from ._exceptions import LLMReqError
+    from .bench._config import UsageError
+
+    try:
+        return command()
+    except UsageError as exc:
+        if debug:
+            raise
+        say(str(exc))
+        return exc.exit_code
+    except (LLMReqError, argparse.ArgumentTypeError) as exc:
+        # A configuration the backend rejects (ConfigError): the user's to fix.
+        if debug:
+            raise
+        say(str(exc))
+        return 2
+    except RuntimeError as exc:
+        # The run itself failed (the ready check, a worker): nothing was measured.
+        if debug:
+            raise
+        say(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        # Ctrl-C before the requests started (during setup): nothing to report.
+        if debug:
+            raise
+        say(interrupted)
+        return 130

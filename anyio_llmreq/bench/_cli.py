@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from .._command import debug_requested, finish_parser, say_error
+from .._command import debug_requested, exit_status, finish_parser, say_error
 from ._config import BenchConfig, UsageError, flags
 
 __all__ = ["add_arguments", "add_parser", "config_from_args", "exit_status", "run_from_args"]
@@ -124,42 +123,6 @@ def run_from_args(args: argparse.Namespace) -> int:
         say=lambda text: _error(text, config),
         interrupted="interrupted before the run started",
     )
-
-
-def exit_status(
-    command: Callable[[], int], *, debug: bool, say: Callable[[str], None], interrupted: str
-) -> int:
-    """Run *command* (``bench``, ``sweep``) and map what it raises to one line through
-    *say* and an exit status: a ``UsageError`` its own (2, or 1 when nothing could be
-    measured), a configuration the backend rejects 2, a failed run 1, Ctrl-C before the
-    run 130. With *debug* the exception propagates with its traceback."""
-    from .._exceptions import LLMReqError
-
-    try:
-        return command()
-    except UsageError as exc:
-        if debug:
-            raise
-        say(str(exc))
-        return exc.exit_code
-    except (LLMReqError, argparse.ArgumentTypeError) as exc:
-        # A configuration the backend rejects (ConfigError): the user's to fix.
-        if debug:
-            raise
-        say(str(exc))
-        return 2
-    except RuntimeError as exc:
-        # The run itself failed (the ready check, a worker): nothing was measured.
-        if debug:
-            raise
-        say(str(exc))
-        return 1
-    except KeyboardInterrupt:
-        # Ctrl-C before the requests started (during setup): nothing to report.
-        if debug:
-            raise
-        say(interrupted)
-        return 130
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .._command import debug_requested, finish_parser, say_error
+from .._command import debug_requested, exit_status, finish_parser, say_error
 from ..bench._cli import add_arguments as add_bench_arguments
 from ..bench._cli import config_from_args as bench_config_from_args
 from ..bench._config import UsageError
@@ -229,7 +229,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     before it are written); 2 for a mistake in the flags or the output directory (one
     line on stderr); 130 after SIGINT and 143 after SIGTERM, once the finished points
     are written."""
-    from ..bench._cli import _check_bench_extra, exit_status
+    from ..bench._cli import _check_bench_extra
     from ..bench._setup import check_report_extra
     from ._run import run_sweep
 
