@@ -161,7 +161,7 @@ async def drive(
     interrupted = [False]
     caught: list[int] = []
     sent = 0
-    counts = [0, 0]  # sessions: turns sent, turns not sent (their session stopped)
+    counts = [0]  # sessions: turns sent
     cpu0 = time.process_time()
     clock = time.perf_counter
     wall0 = clock()
@@ -239,7 +239,6 @@ async def drive(
         finished=len(records),
         interrupted=interrupted[0],
         stop_signal=caught[0] if caught else None,
-        skipped=counts[1],
     )
     return records, stats
 

@@ -115,8 +115,6 @@ class PhaseStats:
     #: When each loop-lag sample's timer was set, in seconds after the run's start
     #: (empty from an executor that doesn't say: its lags are then taken as 10 ms apart).
     loop_lag_starts: list[float] = attrs.Factory(list)
-    #: Multi-turn runs: turns never sent because a failed turn stopped their session.
-    skipped: int = 0
 
 
 RecordCallback = Callable[[RequestRecord], None]
@@ -143,6 +141,10 @@ class Execution:
     cpu_s: list[float]
     #: The signal (SIGINT, SIGTERM) that stopped the run; the CLI exits 128 + it.
     stop_signal: int | None = None
+    #: Multi-turn runs: turns never sent because a failed turn stopped their
+    #: conversation (planned, but neither finished nor cut short by a stop); set by the
+    #: run from the records (``_sessions.turns_not_sent``), whichever executor ran it.
+    skipped: int = 0
     #: Keys the executor adds to the result JSON (Ray's ``clock_offsets``, say).
     result_keys: dict[str, object] = attrs.Factory(dict)
     #: Lines for the report, before its figures (Ray's clock offsets, a lost actor).
@@ -154,12 +156,6 @@ class Execution:
         takes it after the run)."""
         end = self.wall_start + timedelta(seconds=self.duration)
         return end.strftime("%Y%m%d-%H%M%S")
-
-    @property
-    def skipped(self) -> int:
-        """Turns of multi-turn sessions never sent because a failed turn stopped them
-        (planned, but neither finished nor cut short by a stop)."""
-        return sum(s.skipped for s in self.stats)
 
     @property
     def not_finished(self) -> int:

@@ -770,15 +770,11 @@ class _Load:
         return max(self.send_lag_p99_ms or 0.0, self.loop_lag_p99_ms or 0.0)
 
 
-def _p99(values: Sequence[float]) -> float | None:
-    """The 99th percentile, interpolated as numpy's default; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = 0.99 * (len(ordered) - 1)
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+def _p99_ms(seconds: Sequence[float]) -> float | None:
+    """The self-check's P99 of *seconds*, in ms; None for no values."""
+    from ._selfcheck import _summary
+
+    return _summary(seconds)[1] if seconds else None
 
 
 def _load(actor: _Actor, records: Sequence[RequestRecord]) -> _Load:
@@ -786,9 +782,9 @@ def _load(actor: _Actor, records: Sequence[RequestRecord]) -> _Load:
     cpu = None
     if stats is not None and stats.wall_s > 0:
         cpu = stats.cpu_s / stats.wall_s
-    lags = [r.send_lag * 1000 for r in records if r.worker == actor.worker]
-    loop = _p99([lag * 1000 for lag in stats.loop_lags]) if stats is not None else None
-    return _Load(cpu, _p99(lags), loop)
+    lags = [r.send_lag for r in records if r.worker == actor.worker]
+    loop = _p99_ms(stats.loop_lags) if stats is not None else None
+    return _Load(cpu, _p99_ms(lags), loop)
 
 
 def result_keys(

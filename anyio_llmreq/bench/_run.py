@@ -157,6 +157,11 @@ async def _run(
                 sink.start_progress()
                 executor = controls.executor or _executor(config, plan, client, controls)
                 execution = await scraper.during(executor.run(plan, sink))
+                if plan.sessions:
+                    from ._sessions import turns_not_sent
+
+                    skipped = turns_not_sent(plan, execution.records)
+                    execution = attrs.evolve(execution, skipped=skipped)
                 server = await scraper.finish(execution)
             if config.profile:
                 # Even after Ctrl-C: a server left profiling fills its disk.

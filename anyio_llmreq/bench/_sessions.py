@@ -828,9 +828,10 @@ async def run_session(
 ) -> None:
     """Run *session* from its arrival (now): each turn is sent with ``await send(request,
     dispatched)`` and handed to *finish* as a record; the next waits for the answer and
-    the think time. A failed turn stops the session; ``counts`` (sent, not sent) are
-    added to. *slots* holds ``--max-active-conversations``: the wait for one is part
-    of the first turn's ``client_queue_time``."""
+    the think time. A failed turn stops the session (its later turns are never sent:
+    ``turns_not_sent``); ``counts[0]`` counts the turns sent. *slots* holds
+    ``--max-active-conversations``: the wait for one is part of the first turn's
+    ``client_queue_time``."""
     import time
 
     from ._execute import RequestRecord
@@ -841,7 +842,6 @@ async def run_session(
     async with slots if slots is not None else _NO_SLOT:
         history: list[dict[str, Any]] = []
         history_len = 0
-        n = len(session.turns)
         for k, turn in enumerate(session.turns):
             item = turn.scheduled
             if k:
@@ -859,8 +859,8 @@ async def run_session(
                 request = replace(
                     request, prompt=[*history, user], prompt_len=history_len + turn.new_len
                 )
-            out: RequestFuncOutput = await send(request, dispatched)
             counts[0] += 1
+            out: RequestFuncOutput = await send(request, dispatched)
             finish(
                 RequestRecord(
                     index=item.index,
@@ -875,7 +875,6 @@ async def run_session(
                 )
             )
             if not out.success:
-                counts[1] += n - k - 1
                 return
             if not recorded_answers:
                 history.append(request.prompt[-1])
@@ -994,14 +993,14 @@ def session_metrics(
             continue
         by_turn.setdefault(rec.turn, []).append(rec)
         by_session.setdefault(rec.session_id, []).append(rec)
-    completed = failed = not_sent = 0
+    completed = failed = 0
     for session in plan.sessions:
         recs = by_session.get(session.session_id, [])
         if any(not r.output.success for r in recs):
             failed += 1
-            not_sent += len(session.turns) - len(recs)
         elif len(recs) == len(session.turns):
             completed += 1
+    not_sent = turns_not_sent(plan, execution.records)
     per_turn = []
     for turn in sorted(by_turn):
         recs = by_turn[turn]
@@ -1024,6 +1023,20 @@ def session_metrics(
         turns_planned=len(plan.requests),
         turns_not_sent=not_sent,
         per_turn=tuple(per_turn),
+    )
+
+
+def turns_not_sent(plan: WorkloadPlan, records: Iterable[RequestRecord]) -> int:
+    """Turns never sent because an earlier turn of their conversation failed."""
+    finished: dict[str, int] = {}  # conversation -> its turns that finished
+    failed: set[str] = set()
+    for rec in records:
+        if rec.session_id is not None:
+            finished[rec.session_id] = finished.get(rec.session_id, 0) + 1
+            if not rec.output.success:
+                failed.add(rec.session_id)
+    return sum(
+        len(s.turns) - finished[s.session_id] for s in plan.sessions if s.session_id in failed
     )
 
 
