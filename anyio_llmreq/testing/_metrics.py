@@ -130,14 +130,17 @@ class MockMetrics:
         live.finish_reason = _finish_reason(body, behaviour)
         self.prompt_tokens += _prompt_tokens(body)
 
-    def sent(self, req: HTTPRequest, tokens: int) -> None:
-        """*tokens* generated tokens went out for *req* (the first ones set its TTFT)."""
+    def sent(self, req: HTTPRequest, tokens: int, at: float | None = None) -> None:
+        """*tokens* generated tokens went out for *req* at *at* (``perf_counter``; now
+        when not given); the first ones set its TTFT."""
+        if not tokens:
+            return
         live = self._live.get(id(req))
-        if live is None or not tokens:
+        if live is None:
             return
         if not live.first_token:
             live.first_token = True
-            self.ttft.observe(time.perf_counter() - live.received_at)
+            self.ttft.observe((time.perf_counter() if at is None else at) - live.received_at)
         live.tokens += tokens
         self.generation_tokens += tokens
 

@@ -503,8 +503,10 @@ class MockServer:
                 rec.sent_times.append(sent)
                 rec.event_tokens.append(event.tokens)
             stats.events += 1
-            stats.tokens += len(event.tokens)
-            self.metrics.sent(req, len(event.tokens))
+            tokens = len(event.tokens)
+            stats.tokens += tokens
+            if tokens:  # role, usage and finish events carry none: no metrics to move
+                self.metrics.sent(req, tokens, sent)
             if b.ping_every and (i + 1) % b.ping_every == 0:
                 await conn.send(chunk(b": ping" + end))
         if fault_at == len(reply.events) and fault is not None:
