@@ -155,8 +155,6 @@ async def drive(
     a failed request.
     """
     records: list[RequestRecord] = []
-    # Multi-turn sessions take their turns' slots from a limiter; requests, from senders.
-    limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency and sessions else None
     monitor = LoopLagMonitor(origin=start)
     interrupted = [False]
     caught: list[int] = []
@@ -205,7 +203,7 @@ async def drive(
                         client,
                         backend,
                         start=start,
-                        limiter=limiter,
+                        max_concurrency=max_concurrency,
                         monitor=monitor,
                         worker=worker,
                         counts=counts,
@@ -335,17 +333,19 @@ async def _release_sessions(
     backend: Backend | str,
     *,
     start: float,
-    limiter: anyio.CapacityLimiter | None,
+    max_concurrency: int | None,
     monitor: LoopLagMonitor,
     worker: int,
     counts: list[int],
     finish: Callable[[RequestRecord], None],
 ) -> None:
-    """Start each session at its arrival; its turns go through *limiter* (the
-    ``--max-concurrency`` share) and the lag monitor as requests do."""
+    """Start each session at its arrival; its turns take a ``--max-concurrency`` slot
+    (a turn waits for its own, in the middle of a conversation) and go through the lag
+    monitor as requests do."""
     from ._sessions import run_session
 
     clock = time.perf_counter
+    limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
     slots = None if share.max_active is None else anyio.CapacityLimiter(share.max_active)
 
     async def send(request: RequestFuncInput, dispatched: float) -> RequestFuncOutput:
