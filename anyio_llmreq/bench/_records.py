@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import IO, Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "RecordSink",
     "result_filename",
     "save_result",
+    "write_atomic",
     "write_result",
 ]
 
@@ -194,22 +195,33 @@ def save_result(path: str, result: Mapping[str, Any], *, append: bool = False) -
     With *append*, the file's current content is kept and the JSON is added after a
     newline when the file is non-empty, as vLLM's ``--append-result`` does.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     previous = ""
     if append and os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             previous = f.read()
+
+    def write(f: IO[str]) -> None:
+        if previous:
+            f.write(previous)
+            f.write("\n")
+        json.dump(result, f, default=_json_default)
+
+    write_atomic(path, write)
+
+
+def write_atomic(path: str, write: Callable[[IO[str]], object]) -> None:
+    """Write *path* with *write* through a new temporary file beside it and a rename:
+    readers and a failure see the previous file, or none, never half of one. An
+    existing file keeps its mode, as writing it in place would; a new one gets what the
+    umask gives. The directory is made if needed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = _create_temp(directory)
     try:
         if os.path.exists(path):
-            # Replacing keeps the mode the file had, as writing it in place would.
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if previous:
-                f.write(previous)
-                f.write("\n")
-            json.dump(result, f, default=_json_default)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -235,7 +247,7 @@ def _create_temp(directory: str) -> tuple[int, str]:
     umask is read: ``os.umask`` can only read it by setting it, which races with other
     threads creating files. ``O_EXCL`` with a random name: never someone else's file."""
     for _ in range(100):
-        tmp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}.json")
+        tmp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
         try:
             return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
         except FileExistsError:

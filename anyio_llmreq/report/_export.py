@@ -89,17 +89,12 @@ def _cache_dir() -> str:
 def _store(path: str, text: str) -> None:
     """Write *path* through a temporary file and rename (readers never see half of it);
     give up quietly: the cache only saves time."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from ..bench._records import write_atomic
+
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: f.write(text))
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass
 
 
 def export_charts(

@@ -70,19 +70,12 @@ def write_report(
 
 
 def _write_text(path: str, text: str) -> None:
-    """Write through a temporary file and rename: a failed write leaves no half page."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    """Write atomically (a failed write leaves no half page), a failure as a usage error."""
+    from ..bench._records import write_atomic
+
     try:
-        os.makedirs(directory, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: f.write(text))
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise UsageError(
             "can't write the report", where=path, why=exc.strerror or str(exc)
         ) from None
