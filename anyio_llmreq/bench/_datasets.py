@@ -336,10 +336,10 @@ def missing_dataset_path(name: str) -> UsageError:
     )
 
 
-def _bad_file(path: str, why: str, hint: str | None = None) -> UsageError:
-    return UsageError(
-        "invalid dataset", where=f"--dataset-path {path}", why=why, hint=hint or "Check the file."
-    )
+def _bad_file(
+    path: str, why: str, hint: str | None = None, *, what: str = "invalid dataset"
+) -> UsageError:
+    return UsageError(what, where=f"--dataset-path {path}", why=why, hint=hint or "Check the file.")
 
 
 def _read_text(path: str) -> str:

@@ -1068,12 +1068,9 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def _bad(path: str, why: str, hint: str | None = None) -> UsageError:
-    return UsageError(
-        "invalid multi-turn dataset",
-        where=f"--dataset-path {path}",
-        why=why,
-        hint=hint or "Check the file.",
-    )
+    from ._datasets import _bad_file
+
+    return _bad_file(path, why, hint, what="invalid multi-turn dataset")
 
 
 def _kind(value: Any) -> str:

@@ -87,31 +87,27 @@ def trace_replay(runs: Sequence[Run]) -> Chart | None:
     ]
     present = c._present(names, rates + lags)
     color = c._run_color(alt, names, present)
-    rate_chart = (
-        alt.Chart(ds(rates))
-        .mark_line(interpolate="step-after")
-        .encode(
-            x=x_axis,
-            y=alt.Y("value:Q", title="requests/s"),
-            color=color,
-            strokeDash=alt.StrokeDash("series:N", title="rate", sort=list(_RATES.values())),
-            tooltip=tooltip,
+
+    def step_lines(rows: list[dict[str, Any]], unit: str, dash: str, order: list[str]) -> Any:
+        """One line per run and series, as steps over the intervals."""
+        return (
+            alt.Chart(ds(rows))
+            .mark_line(interpolate="step-after")
+            .encode(
+                x=x_axis,
+                y=alt.Y("value:Q", title=unit),
+                color=color,
+                strokeDash=alt.StrokeDash("series:N", title=dash, sort=order),
+                tooltip=tooltip,
+            )
         )
-        .properties(width=c._WIDE - 60, height=c._HEIGHT)
+
+    rate_chart = step_lines(rates, "requests/s", "rate", list(_RATES.values())).properties(
+        width=c._WIDE - 60, height=c._HEIGHT
     )
     from ..bench._trace import LATE_MS
 
-    lag_lines = (
-        alt.Chart(ds(lags))
-        .mark_line(interpolate="step-after")
-        .encode(
-            x=x_axis,
-            y=alt.Y("value:Q", title="send lag (ms)"),
-            color=color,
-            strokeDash=alt.StrokeDash("series:N", title="lag", sort=list(_LAGS.values())),
-            tooltip=tooltip,
-        )
-    )
+    lag_lines = step_lines(lags, "send lag (ms)", "lag", list(_LAGS.values()))
     rule = alt.Chart(ds([{"ms": LATE_MS}])).mark_rule(color="#c0392b", strokeDash=[5, 3])
     lag_chart = alt.layer(lag_lines, rule.encode(y="ms:Q")).properties(
         width=c._WIDE - 60, height=c._HEIGHT
