@@ -235,9 +235,9 @@ class _Sender:
         each record and the stats' ``end`` are moved onto the driver's ``perf_counter``,
         where the start is *driver_start*. Returns the stats and how long before the
         start this call arrived (negative: late)."""
-        loop = self._share.spec.loop
-        backend = "asyncio" if loop == "uvloop" else loop
-        options: dict[str, Any] = {"use_uvloop": True} if loop == "uvloop" else {}
+        from ._setup import loop_backend
+
+        backend, options = loop_backend(self._share.spec.loop)
         outcome: list[tuple[PhaseStats, float]] = []
         failure: list[BaseException] = []
 

@@ -30,6 +30,7 @@ from ._setup import (
     check_environment,
     check_loop,
     get_ready,
+    loop_backend,
     open_server,
     preload_counter,
     profile,
@@ -243,8 +244,7 @@ def run_benchmark(
     See ``arun_benchmark`` for the arguments and errors.
     """
     check_loop(config.loop)  # before anyio.run would fail to import it
-    backend = "asyncio" if config.loop == "uvloop" else config.loop
-    options: dict[str, Any] = {"use_uvloop": True} if config.loop == "uvloop" else {}
+    backend, options = loop_backend(config.loop)
 
     async def main() -> BenchmarkResult:
         return await arun_benchmark(config, stop_after=stop_after, stdout=stdout)

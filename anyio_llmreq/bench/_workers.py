@@ -178,8 +178,9 @@ def split_concurrency(max_concurrency: int | None, workers: int) -> list[int | N
 def _worker_main(conn: Connection, spec: WorkerSpec) -> None:
     # Ctrl-C reaches the whole process group: the parent handles it and sends SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    backend = "asyncio" if spec.loop == "uvloop" else spec.loop
-    options: dict[str, Any] = {"use_uvloop": True} if spec.loop == "uvloop" else {}
+    from ._setup import loop_backend
+
+    backend, options = loop_backend(spec.loop)
     try:
         anyio.run(_worker_async, conn, spec, backend=backend, backend_options=options)
     except BaseException as exc:  # report anything, then exit

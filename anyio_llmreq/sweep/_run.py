@@ -774,12 +774,10 @@ def run_sweep(config: SweepConfig, *, stdout: IO[str] | None = None) -> SweepRes
 
     See ``arun_sweep`` for the arguments and errors.
     """
-    from ..bench._setup import check_loop
+    from ..bench._setup import check_loop, loop_backend
 
-    loop = config.bench.loop
-    check_loop(loop)
-    backend = "asyncio" if loop == "uvloop" else loop
-    options: dict[str, Any] = {"use_uvloop": True} if loop == "uvloop" else {}
+    check_loop(config.bench.loop)
+    backend, options = loop_backend(config.bench.loop)
 
     async def main() -> SweepResult:
         return await arun_sweep(config, stdout=stdout)

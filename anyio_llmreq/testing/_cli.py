@@ -5,21 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-from typing import Any
 
 import anyio
 
 from ._behaviour import SERVING_ITL, SERVING_TTFT, MockBehaviour
 from ._http import MAX_BODY
 from ._server import open_mock_server
+from ._thread import _BACKENDS
 
 __all__ = ["add_parser", "run"]
 
-_LOOPS: dict[str, tuple[str, dict[str, Any]]] = {
-    "asyncio": ("asyncio", {}),
-    "uvloop": ("asyncio", {"use_uvloop": True}),
-    "trio": ("trio", {}),
-}
+_LOOPS = _BACKENDS  # --loop: the name -> anyio.run's backend and options
 _LINE_ENDINGS = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}
 
 
