@@ -241,6 +241,30 @@ async def test_push_hands_over_each_read_with_its_arrival(serve: Callable[..., S
     assert server.connections == 1
 
 
+async def test_read_size_bounds_each_socket_read(
+    serve: Callable[..., Server], anyio_backend: object
+) -> None:
+    # One 6,000-byte chunk in one write, read with read_size=1,000: asyncio's selector
+    # transport would otherwise ask recv for 256 KiB (a buffer glibc maps and unmaps on
+    # every read) and take it all at once.
+    body = bytes(range(256)) * 23 + b"x" * 112
+    server = serve(respond_forever(CHUNKED_HEAD + chunked(body)))
+    transport = AnyioTransport(trust_env=False, read_size=1000)
+    async with client(server, transport) as c:
+        request = c.build_request("GET", server.url)
+        response = await transport.handle_async_request(request)
+        push = body_pusher(response)
+        assert push is not None
+        got: list[bytes] = []
+        await push(lambda data, now: got.append(data))
+        await response.aclose()
+    assert b"".join(got) == body
+    if anyio_backend == ("asyncio", {"use_uvloop": True}):
+        return  # uvloop reads into a buffer of its own, of its own size
+    # Each read's payload is handed over as it came: none over read_size.
+    assert max(map(len, got)) <= 1000 and len(got) >= 6
+
+
 async def test_push_errors_are_those_of_iterating(serve: Callable[..., Server]) -> None:
     # A good read, then a malformed chunk size or the connection closing mid-body.
     first = CHUNKED_HEAD + chunked(EVENTS[0])[:-5]

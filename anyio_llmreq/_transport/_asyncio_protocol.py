@@ -307,12 +307,14 @@ async def open_asyncio_stream(
     local_host: str | None = None,
     batch: ReadBatch | None = None,
     times: ConnectTimes | None = None,
+    read_size: int = 65536,
 ) -> AsyncioStream:
     """Connect to *host*:*port* (TLS with *ssl_context*) on the running asyncio loop.
 
     Names are resolved through anyio, like every other connection of ours (uvloop would
     otherwise use its own resolver), and the addresses are tried in order. *times*
-    receives how long resolving, connecting and the TLS handshake took.
+    receives how long resolving, connecting and the TLS handshake took; *read_size*
+    bounds each socket read.
     """
     loop = asyncio.get_running_loop()
     if batch is None or batch.owner is not loop:
@@ -357,9 +359,24 @@ async def open_asyncio_stream(
             times.dns = resolved - began
             times.connect = connected - resolved
             times.tls = tls_done - connected if ssl_context is not None else None
+        limit_reads(transport, read_size)
         return AsyncioStream(transport, protocol, loop)
     assert last_error is not None
     raise last_error
+
+
+def limit_reads(transport: asyncio.BaseTransport, read_size: int) -> None:
+    """Make asyncio's selector transport read at most *read_size* bytes at a time.
+
+    It asks ``recv`` for 256 KiB per read: glibc serves a buffer that large with
+    ``mmap``, shrinks it with ``mremap`` to the few hundred bytes an SSE read holds and
+    frees it with ``munmap``, three system calls that cost about 18 us a read, several
+    times the read itself. Below malloc's mmap threshold (128 KiB) the buffer comes
+    from the heap. uvloop reads into a buffer of its own, and a TLS transport into its
+    protocol's: neither has the attribute.
+    """
+    if type(getattr(transport, "max_size", None)) is int:
+        transport.max_size = read_size  # type: ignore[attr-defined]
 
 
 async def _tcp_socket(

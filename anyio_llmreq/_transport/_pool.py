@@ -358,6 +358,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     local_host=self._local_address,
                     batch=batch,
                     times=times,
+                    read_size=self._read_size,
                 )
                 return Connection(ours, key, ours, times)
             # anyio resolves and connects in one step (Happy Eyeballs): one figure.
@@ -383,7 +384,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                 return Connection(tls, key, None, times)
             from ._trio_reactor import TrioStream  # trio is an optional dependency
 
-            stream = TrioStream(tcp)
+            stream = TrioStream(tcp, self._read_size)
             return Connection(stream, key, stream, times)
         except socket.gaierror as exc:
             raise httpx.ConnectError(f"Could not resolve host {host!r}: {exc}") from exc

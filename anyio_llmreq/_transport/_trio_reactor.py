@@ -35,11 +35,12 @@ class TrioStream(anyio.abc.ByteStream):
     """anyio's trio socket stream, with a leaner ``receive``.
 
     ``arrival`` is the ``perf_counter`` reading taken when the bytes returned by the
-    latest ``receive`` came off the socket.
+    latest ``receive`` came off the socket; *read_size* bounds a pushed body's reads.
     """
 
-    def __init__(self, inner: anyio.abc.SocketStream) -> None:
+    def __init__(self, inner: anyio.abc.SocketStream, read_size: int = 65536) -> None:
         self._inner = inner
+        self._read_size = read_size
         self._sock: socket.socket = inner.extra(anyio.abc.SocketAttribute.raw_socket)
         self._closed = False
         self._error: OSError | None = None  # met while pushing; the next receive raises it
@@ -87,7 +88,7 @@ class TrioStream(anyio.abc.ByteStream):
         """
         if self._closed or self._error is not None:
             return False
-        pushed = _Push(self._sock, sink)
+        pushed = _Push(self._sock, sink, self._read_size)
         reactor = _reactor()
         reactor.add(pushed)
         try:
@@ -138,10 +139,13 @@ _CAN_PUSH = hasattr(select, "epoll")
 class _Push:
     """One body being pushed: its socket, its consumer, and how it ended."""
 
-    __slots__ = ("done", "error", "fd", "finished", "sink", "sock")
+    __slots__ = ("done", "error", "fd", "finished", "read_size", "sink", "sock")
 
-    def __init__(self, sock: socket.socket, sink: Callable[[bytes, float], bool]) -> None:
+    def __init__(
+        self, sock: socket.socket, sink: Callable[[bytes, float], bool], read_size: int
+    ) -> None:
         self.sock = sock
+        self.read_size = read_size
         self.fd = sock.fileno()
         self.sink = sink
         self.finished = trio.Event()
@@ -190,7 +194,7 @@ class _Reactor:
                     if pushed is None:
                         continue
                     try:
-                        data = pushed.sock.recv(65536)
+                        data = pushed.sock.recv(pushed.read_size)
                     except BlockingIOError:
                         continue
                     except OSError as exc:
