@@ -108,6 +108,32 @@ async def test_completions_stream_shape_and_record():
     assert server.errors == []
 
 
+async def test_asyncio_connections_read_at_most_64_kib(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend: object
+) -> None:
+    # asyncio's selector transport asks recv for 256 KiB, a buffer glibc maps and unmaps
+    # on every read; the server's connections ask for 64 KiB (uvloop and trio read into
+    # buffers of their own and have no such attribute). A 300 KB body still arrives whole.
+    sizes: list[object] = []
+    serve = MockServer.serve_connection
+
+    async def spy(self: MockServer, stream: Any) -> None:
+        try:
+            await serve(self, stream)
+        finally:  # the server's exit may cancel the handler
+            transport = getattr(stream, "_transport", None)
+            sizes.append(getattr(transport, "max_size", None))
+
+    monkeypatch.setattr(MockServer, "serve_connection", spy)
+    prompt = "word " * 60_000
+    async with open_mock_server() as server, client(server) as c:
+        r = await c.post("/v1/completions", json={**COMPLETION, "prompt": prompt})
+        assert r.status_code == 200
+        assert events_json(r.text)[-1]["usage"]["prompt_tokens"] == 60_000
+    uvloop_or_trio = anyio_backend != ("asyncio", {})
+    assert sizes == ([None] if uvloop_or_trio else [65536])
+
+
 async def test_completions_usage_follows_request_unless_configured():
     body = {k: v for k, v in COMPLETION.items() if k != "stream_options"}
     async with open_mock_server() as server, client(server) as c:

@@ -224,6 +224,7 @@ class MockServer:
         stats = self.stats
         stats.connections += 1
         stats.active_connections += 1
+        _limit_reads(stream)
         conn = _Conn(stream, BufferedByteReceiveStream(stream))
         try:
             async with stream:
@@ -682,6 +683,17 @@ class MockServer:
             return await self._error(conn, req, None, 404, f"no route for {req.path}")
         body = json.dumps(payload).encode()
         return await self._simple(conn, req, None, 200, body, _JSON_TYPE)
+
+
+def _limit_reads(stream: SocketStream) -> None:
+    """Reads of at most 64 KiB on asyncio's own loop, as the client's transport makes
+    (its ``limit_reads`` says why): anyio's asyncio stream keeps the transport as
+    ``_transport``; other streams have none and read as they do."""
+    transport = getattr(stream, "_transport", None)
+    if transport is not None:
+        from .._transport._asyncio_protocol import limit_reads
+
+        limit_reads(transport, 65536)
 
 
 @asynccontextmanager
