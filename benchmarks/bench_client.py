@@ -17,10 +17,14 @@ accumulate the text. Two regimes:
 
 All clients run under one harness (a fixed pool of workers, one request each at a
 time); each run first sends one request per worker, so every connection is open, then
-measures the requests that follow, as a long benchmark run would. Each cell is the
-median of ``--repeat`` runs, the clients interleaved within each repetition; the ratio
-is the median over repetitions of the run's CPU per chunk over aiohttp's run on the same
-loop (trio: asyncio's) in that repetition.
+measures the requests that follow, as a long benchmark run would. Each run is a fresh
+process (pinned to core 0), as a user's benchmark is: a client measured after another
+in one process inherits its heap, and with it, on asyncio, whether each 256 KiB socket
+read buffer is ``mmap``-ed or not (tens of microseconds a read either way round).
+``--in-process`` runs them all in this process instead. Each cell is the median of
+``--repeat`` runs, the clients interleaved within each repetition; the ratio is the
+median over repetitions of the run's CPU per chunk over aiohttp's run on the same loop
+(trio: asyncio's) in that repetition.
 
     python benchmarks/bench_client.py [--levels 1,64,256,1024] [--rate 0] [--repeat 3]
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +65,8 @@ from _common import (
 from anyio_llmreq import Client, RequestFuncInput
 
 Runner = Callable[[str, int, int, int, "Window"], Awaitable[int]]
+# (CPU us per chunk or request, chunks or requests per second, client cores, server cores)
+Cell = tuple[float, float, float, float]
 PAYLOAD = {
     "model": "mock",
     "prompt": "hello world",
@@ -298,12 +305,12 @@ def run_request_level(
 ) -> list[tuple[Any, ...]]:
     requests = max(level, args.requests // level * level)
     pairs = [(loop, c) for loop, c in plan(args) if c in REQUEST_CLIENTS]
-    runs: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {p: [] for p in pairs}
+    runs: dict[tuple[str, str], list[Cell]] = {p: [] for p in pairs}
     for _ in range(args.repeat):
         for loop, client in pairs:
-            runs[loop, client].append(
-                measure_request(REQUEST_CLIENTS[client][1], loop, server, kind, level, requests)
-            )
+            job = {"mode": "request", "client": client, "loop": loop, "level": level,
+                   "requests": requests, "kind": kind}  # fmt: skip
+            runs[loop, client].append(in_child(args, server, job))
     return _rows(runs, level, {k: v[0] for k, v in REQUEST_CLIENTS.items()}, kind)
 
 
@@ -366,6 +373,45 @@ def measure(
     )
 
 
+def in_child(args: argparse.Namespace, server: ServerProcess | str, job: dict[str, Any]) -> Cell:
+    """``measure`` / ``measure_request`` of *job* in a fresh process (see the module's
+    docstring), unless ``--in-process``."""
+    if args.in_process:
+        return run_job(job, server)
+    url, pid = (server.url, server.pid) if isinstance(server, ServerProcess) else (server, 0)
+    cmd = [sys.executable, __file__, "--child", json.dumps({**job, "url": url, "pid": pid})]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            cpu, rate, cores, server_cores = json.loads(line[7:])
+            return cpu, rate, cores, server_cores
+    raise RuntimeError(f"run {job} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+
+
+def run_job(job: dict[str, Any], server: ServerProcess | str) -> Cell:
+    if job["mode"] == "request":
+        assert isinstance(server, ServerProcess)
+        runner = REQUEST_CLIENTS[job["client"]][1]
+        return measure_request(
+            runner, job["loop"], server, job["kind"], job["level"], job["requests"]
+        )
+    return measure(
+        CLIENTS[job["client"]][1],
+        job["loop"],
+        server,
+        job["level"],
+        job["requests"],
+        job["tokens"],
+    )
+
+
+def child(spec: str) -> None:
+    pin_to(0)
+    job = json.loads(spec)
+    server = ServerProcess(job["url"], job["pid"]) if job["pid"] else job["url"]
+    print("RESULT " + json.dumps(run_job(job, server)))
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The (loop, client) pairs to run: aiohttp has no trio; httpx runs on --httpx-loops."""
     pairs = []
@@ -385,12 +431,12 @@ def run_level(
     tokens = args.tokens
     requests = max(level, args.chunks // tokens // level * level, 4)
     pairs = plan(args)
-    runs: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {p: [] for p in pairs}
+    runs: dict[tuple[str, str], list[Cell]] = {p: [] for p in pairs}
     for _ in range(args.repeat):
         for loop, client in pairs:
-            runs[loop, client].append(
-                measure(CLIENTS[client][1], loop, server, level, requests, tokens)
-            )
+            job = {"mode": "chunk", "client": client, "loop": loop, "level": level,
+                   "requests": requests, "tokens": tokens}  # fmt: skip
+            runs[loop, client].append(in_child(args, server, job))
     return _rows(runs, level, {k: v[0] for k, v in CLIENTS.items()})
 
 
@@ -430,7 +476,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--kinds", default="stream,json", help="request mode: response kinds")
     parser.add_argument("--requests", type=int, default=10_000, help="request mode: per run")
+    parser.add_argument(
+        "--in-process", action="store_true", help="every run in this process, one after another"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        child(args.child)
+        return 0
     pin_to(0)
     levels = [int(x) for x in args.levels.split(",")]
     rows: list[tuple[Any, ...]] = []
