@@ -758,6 +758,28 @@ async def test_tls_verify_false(tls_server: Server) -> None:
     assert tls_server.connections == 1
 
 
+async def test_read_size_bounds_each_tls_read(
+    serve: Callable[..., Server], tls_files: tuple[Path, Path], anyio_backend: object
+) -> None:
+    # The TLS side of test_read_size_bounds_each_socket_read. asyncio's TLS protocol
+    # joins a turn's reads into one data_received, so the bound shows only in the
+    # size it asks of each SSLObject.read (256 KiB by default).
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*tls_files)
+    body = bytes(range(256)) * 23 + b"x" * 112
+    server = serve(respond_forever(CHUNKED_HEAD + chunked(body)), ctx)
+    transport = AnyioTransport(trust_env=False, verify=False, read_size=1000)
+    async with client(server, transport) as c:
+        for _ in range(2):
+            assert (await c.get("/")).content == body
+        (conn,) = [conn for idle in transport._idle.values() for conn in idle]
+        asyncio_tls = getattr(getattr(conn.own, "_transport", None), "_ssl_protocol", None)
+        if anyio_backend == ("asyncio", {}):
+            assert asyncio_tls is not None and asyncio_tls.max_size == 1000
+        else:  # uvloop's TLS and trio's read into buffers of their own
+            assert asyncio_tls is None
+
+
 async def test_tls_phases_are_timed_apart(tls_server: Server) -> None:
     # TCP and the TLS handshake each timed; a reused connection has neither.
     async with client(tls_server, AnyioTransport(trust_env=False, verify=False)) as c:

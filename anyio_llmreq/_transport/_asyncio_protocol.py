@@ -366,17 +366,18 @@ async def open_asyncio_stream(
 
 
 def limit_reads(transport: asyncio.BaseTransport, read_size: int) -> None:
-    """Make asyncio's selector transport read at most *read_size* bytes at a time.
+    """Make asyncio's transport read at most *read_size* bytes at a time.
 
-    It asks ``recv`` for 256 KiB per read: glibc serves a buffer that large with
-    ``mmap``, shrinks it with ``mremap`` to the few hundred bytes an SSE read holds and
-    frees it with ``munmap``, three system calls that cost about 18 us a read, several
-    times the read itself. Below malloc's mmap threshold (128 KiB) the buffer comes
-    from the heap. uvloop reads into a buffer of its own, and a TLS transport into its
-    protocol's: neither has the attribute.
+    asyncio asks for 256 KiB per read (``recv`` on a selector transport, ``SSLObject.read``
+    on a TLS one): glibc serves a buffer that large with ``mmap``, shrinks it with
+    ``mremap`` to the few hundred bytes an SSE read holds and frees it with ``munmap``,
+    three system calls that cost about 18 us a read, several times the read itself.
+    Below malloc's mmap threshold (128 KiB) the buffer comes from the heap. uvloop reads
+    into buffers of its own and has neither attribute.
     """
-    if type(getattr(transport, "max_size", None)) is int:
-        transport.max_size = read_size  # type: ignore[attr-defined]
+    target: Any = getattr(transport, "_ssl_protocol", None) or transport  # TLS: its protocol
+    if type(getattr(target, "max_size", None)) is int:
+        target.max_size = read_size
 
 
 async def _tcp_socket(
