@@ -35,6 +35,13 @@ in one write, with a one-token event stream (``--kinds stream``: token, usage,
 request function (``async_request_openai_completions`` / ``..._embeddings``) on its
 shared client; aiohttp a shared session doing the same per-response work (split the
 events or read the body, stamp, parse). Same warm-up, interleaving and paired ratios.
+The ``kernel`` column is the kernel's share of the client's CPU. Part of it is the
+server's wake-up: a request written while the server sleeps pays, in the client's send,
+for waking it on its core. aiohttp's requests go out together late in each loop turn
+(22 us apart at the median in one run here), ours each as soon as it is ready (one
+request's work apart, about 250 us), so the server sleeps between ours; on a virtual
+machine that wake-up can cost as much as 20 us a request. Sending as soon as ready is
+what the timings want, so it stays.
 
     python benchmarks/bench_client.py --mode request [--levels 1,64,256] [--kinds stream,json]
 """
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,8 +73,9 @@ from _common import (
 from anyio_llmreq import Client, RequestFuncInput
 
 Runner = Callable[[str, int, int, int, "Window"], Awaitable[int]]
-# (CPU us per chunk or request, chunks or requests per second, client cores, server cores)
-Cell = tuple[float, float, float, float]
+# (CPU us per chunk or request, chunks or requests per second, client cores, server cores,
+# the kernel's share of the client's CPU)
+Cell = tuple[float, float, float, float, float]
 PAYLOAD = {
     "model": "mock",
     "prompt": "hello world",
@@ -77,12 +86,17 @@ PAYLOAD = {
 
 
 class Window:
-    """The measured part of a run: client CPU, wall time and server CPU between
-    ``start`` (after the warm-up opened every connection) and ``stop``."""
+    """The measured part of a run: client CPU (and the kernel's part of it), wall time
+    and server CPU between ``start`` (after the warm-up opened every connection) and
+    ``stop``."""
 
     def __init__(self, server: ServerProcess | None) -> None:
         self.server = server
-        self.cpu = self.wall = self.server_cpu = 0.0
+        self.cpu = self.wall = self.server_cpu = self.kernel = 0.0
+
+    @property
+    def kernel_share(self) -> float:
+        return self.kernel / self.cpu if self.cpu > 0 else 0.0
 
     def _server_cpu(self) -> float:
         return self.server.cpu_seconds() if self.server is not None else 0.0
@@ -90,10 +104,12 @@ class Window:
     def start(self) -> None:
         self.server_cpu = -self._server_cpu()
         self.wall = -time.perf_counter()
+        self.kernel = -resource.getrusage(resource.RUSAGE_SELF).ru_stime
         self.cpu = -time.process_time()
 
     def stop(self) -> None:
         self.cpu += time.process_time()
+        self.kernel += resource.getrusage(resource.RUSAGE_SELF).ru_stime
         self.wall += time.perf_counter()
         self.server_cpu += self._server_cpu()
 
@@ -297,6 +313,7 @@ def measure_request(
         done / window.wall,
         window.cpu / window.wall,
         window.server_cpu / window.wall,
+        window.kernel_share,
     )
 
 
@@ -315,17 +332,17 @@ def run_request_level(
 
 
 def _rows(
-    runs: dict[tuple[str, str], list[tuple[float, float, float, float]]],
+    runs: dict[tuple[str, str], list[Cell]],
     level: int,
     names: dict[str, str],
     label: str | None = None,
 ) -> list[tuple[Any, ...]]:
     medians = {
-        pair: tuple(statistics.median(run[i] for run in values) for i in range(4))
+        pair: tuple(statistics.median(run[i] for run in values) for i in range(5))
         for pair, values in runs.items()
     }
     rows = []
-    for (loop, client), (cpu, rate, cores, server_cores) in medians.items():
+    for (loop, client), (cpu, rate, cores, server_cores, kernel) in medians.items():
         ref = runs.get((loop, "aiohttp")) or runs.get(("asyncio", "aiohttp"))
         # Paired: each run against the baseline's run of the same repetition (they ran
         # seconds apart), then the median, so a slow spell of the machine cancels out.
@@ -337,7 +354,7 @@ def _rows(
             else float("nan")
         )
         name = names[client] if label is None else f"{label}: {names[client]}"
-        rows.append((level, loop, name, cpu, rate, cores, server_cores, ratio))
+        rows.append((level, loop, name, cpu, rate, cores, server_cores, kernel, ratio))
     return rows
 
 
@@ -370,6 +387,7 @@ def measure(
         chunks / window.wall,
         window.cpu / window.wall,
         window.server_cpu / window.wall,
+        window.kernel_share,
     )
 
 
@@ -383,8 +401,8 @@ def in_child(args: argparse.Namespace, server: ServerProcess | str, job: dict[st
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            cpu, rate, cores, server_cores = json.loads(line[7:])
-            return cpu, rate, cores, server_cores
+            cpu, rate, cores, server_cores, kernel = json.loads(line[7:])
+            return cpu, rate, cores, server_cores, kernel
     raise RuntimeError(f"run {job} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
 
@@ -512,17 +530,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print(rows: list[tuple[Any, ...]], title: str, unit: str = "chunk") -> None:
     print(title)
-    header = ("conc", "loop", "client", f"CPU us/{unit}", f"{unit}s/s", "cores", "server", "ratio")
+    header = ("conc", "loop", "client", f"CPU us/{unit}", f"{unit}s/s", "cores", "server",
+              "kernel", "ratio")  # fmt: skip
     width = max([26, *(len(row[2]) for row in rows)])
     print(
-        f"{{:>5}} {{:<8}} {{:<{width}}} {{:>14}} {{:>10}} {{:>6}} {{:>6}} {{:>6}}".format(*header)
+        f"{{:>5}} {{:<8}} {{:<{width}}} {{:>14}} {{:>10}} {{:>6}} {{:>6}} {{:>6}} {{:>6}}".format(
+            *header
+        )
     )
-    for level, loop, name, cpu, rate, cores, server_cores, ratio in rows:
+    for level, loop, name, cpu, rate, cores, server_cores, kernel, ratio in rows:
         print(
             f"{level:>5} {loop:<8} {name:<{width}} {cpu:>14.2f} {rate:>10.0f} "
-            f"{cores:>6.2f} {server_cores:>6.2f} {ratio:>6.2f}"
+            f"{cores:>6.2f} {server_cores:>6.2f} {kernel:>6.0%} {ratio:>6.2f}"
         )
     print("cores: client CPU / wall; server: the server's CPU / wall (near 1: it set the pace)")
+    print(
+        "kernel: the kernel's share of the client's CPU (sending, receiving, and waking the "
+        "server: a send to a sleeping server pays for its wake-up)"
+    )
     print(
         f"ratio: median over repetitions of CPU per {unit} / aiohttp's in the same repetition "
         "(same loop; trio: asyncio's)"
