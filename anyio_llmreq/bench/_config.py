@@ -129,6 +129,15 @@ class UsageError(ConfigError):
         )
 
 
+def _only_with(requirement: str, given: list[tuple[str, bool]], hint: str | None = None) -> None:
+    """Refuse the first flag of *given* that is set: it means something only with
+    *requirement*."""
+    for name, set_ in given:
+        if set_:
+            why = f"{name} applies to {requirement} only"
+            raise UsageError("conflicting flags", where=name, why=why, hint=hint)
+
+
 def _rebuild_usage_error(
     what: str, where: str | None, why: str | None, hint: str | None, exit_code: int
 ) -> UsageError:
@@ -865,13 +874,13 @@ class BenchConfig:
     def _check_executor(self) -> None:
         """The Ray flags need ``--executor ray``."""
         if self.executor != "ray":
-            for name, value in (
-                ("--ray-address", self.ray_address),
-                ("--workers-per-node", self.workers_per_node),
-            ):
-                if value is not None:
-                    why = f"{name} applies to --executor ray only"
-                    raise UsageError("conflicting flags", where=name, why=why)
+            _only_with(
+                "--executor ray",
+                [
+                    ("--ray-address", self.ray_address is not None),
+                    ("--workers-per-node", self.workers_per_node is not None),
+                ],
+            )
         per_node = self.workers_per_node
         if per_node is not None and per_node < 1:
             why = f"--workers-per-node must be at least 1, got {per_node}"
@@ -988,17 +997,16 @@ class BenchConfig:
         """A trace brings its own times: the arrival flags conflict with it, and the
         trace flags mean nothing without one."""
         if self.dataset_name != "trace":
-            given = [
-                ("--trace-format", self.trace_format is not None),
-                ("--time-scale", self.time_scale != 1.0),
-                ("--trace-start", self.trace_start != 0.0),
-                ("--trace-duration", self.trace_duration is not None),
-                ("--block-size", self.block_size is not None),
-            ]
-            for name, set_ in given:
-                if set_:
-                    why = f"{name} applies to --dataset-name trace only"
-                    raise UsageError("conflicting flags", where=name, why=why)
+            _only_with(
+                "--dataset-name trace",
+                [
+                    ("--trace-format", self.trace_format is not None),
+                    ("--time-scale", self.time_scale != 1.0),
+                    ("--trace-start", self.trace_start != 0.0),
+                    ("--trace-duration", self.trace_duration is not None),
+                    ("--block-size", self.block_size is not None),
+                ],
+            )
             return
         arrival = [
             ("--request-rate", self.request_rate is not None),
@@ -1038,19 +1046,16 @@ class BenchConfig:
                 "messages, which only the openai-chat backend carries",
                 hint="Use --backend openai-chat.",
             )
-        given = [
-            ("--think-time", self.think_time is not None),
-            ("--max-active-conversations", self.max_active_conversations is not None),
-            ("--multi-turn-use-recorded-answers", self.multi_turn_use_recorded_answers),
-        ]
-        for where, set_ in given:
-            if set_ and name != DATASET:
-                raise UsageError(
-                    "conflicting flags",
-                    where=where,
-                    why=f"{where} applies to --dataset-name multi-turn only",
-                    hint="Use --dataset-name multi-turn --dataset-path FILE, or drop it.",
-                )
+        if name != DATASET:
+            _only_with(
+                "--dataset-name multi-turn",
+                [
+                    ("--think-time", self.think_time is not None),
+                    ("--max-active-conversations", self.max_active_conversations is not None),
+                    ("--multi-turn-use-recorded-answers", self.multi_turn_use_recorded_answers),
+                ],
+                hint="Use --dataset-name multi-turn --dataset-path FILE, or drop it.",
+            )
         parse_think_time(self.think_time)
 
     def _check_ramp_up(self) -> None:

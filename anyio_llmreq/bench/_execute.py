@@ -116,6 +116,19 @@ class PhaseStats:
     #: (empty from an executor that doesn't say: its lags are then taken as 10 ms apart).
     loop_lag_starts: list[float] = attrs.Factory(list)
 
+    @classmethod
+    def cut_short(cls, finished: int, cpu_s: float, wall_s: float, end: float) -> PhaseStats:
+        """The stats of a run stopped from outside, of which only *finished* is known."""
+        return cls(
+            loop_lags=[],
+            cpu_s=cpu_s,
+            wall_s=wall_s,
+            end=end,
+            sent=finished,
+            finished=finished,
+            interrupted=True,
+        )
+
 
 RecordCallback = Callable[[RequestRecord], None]
 

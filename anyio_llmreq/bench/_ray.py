@@ -24,7 +24,6 @@ while its other threads answer the driver:
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import signal
 import sys
@@ -177,12 +176,10 @@ class _Share:
                     if self._stopping:
                         scope.cancel()
                     self._cancel = functools.partial(_cancel_from, scope, token)
-                gc.collect()
-                gc.freeze()  # as a worker process does: no collection pauses the run
                 try:
-                    stats = await drive_spec(client, spec, start=start, on_record=on_record)
+                    with measured_phase():  # as a worker process's: no collection pauses
+                        stats = await drive_spec(client, spec, start=start, on_record=on_record)
                 finally:
-                    gc.unfreeze()
                     with self._lock:
                         self._cancel = None
             if stats is None:  # stopped: drive_spec's own stats went with its scope
@@ -193,14 +190,8 @@ class _Share:
         end = time.perf_counter()
         with self._lock:
             finished = self._finished
-        return PhaseStats(
-            loop_lags=[],
-            cpu_s=time.process_time() - self._cpu0,
-            wall_s=max(end - start, 0.0),
-            end=end,
-            sent=finished,
-            finished=finished,
-            interrupted=True,
+        return PhaseStats.cut_short(
+            finished, time.process_time() - self._cpu0, max(end - start, 0.0), end
         )
 
 
@@ -610,15 +601,7 @@ class _Fleet:
                 found.append(actor.stats)
             elif actor.lost is not None and actor.run_ref is not None:
                 found.append(
-                    PhaseStats(
-                        loop_lags=[],
-                        cpu_s=actor.cpu_s,
-                        wall_s=0.0,
-                        end=actor.last_seen,
-                        sent=actor.finished,
-                        finished=actor.finished,
-                        interrupted=True,
-                    )
+                    PhaseStats.cut_short(actor.finished, actor.cpu_s, 0.0, actor.last_seen)
                 )
         return found
 

@@ -60,7 +60,6 @@ __all__ = [
     "read_conversations",
     "run_session",
     "session_metrics",
-    "split_sessions",
 ]
 
 #: The dataset name that plans sessions instead of independent requests.
@@ -707,14 +706,6 @@ class SessionShare:
     @property
     def turns(self) -> int:
         return sum(len(s.turns) for s in self.sessions)
-
-
-def split_sessions(
-    sessions: Sequence[ScheduledSession], workers: int
-) -> list[tuple[ScheduledSession, ...]]:
-    """Worker *k* gets the sessions whose position ``i`` has ``i % workers == k``: a
-    session is never split."""
-    return [tuple(sessions[k::workers]) for k in range(workers)]
 
 
 def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str) -> WorkloadPlan:

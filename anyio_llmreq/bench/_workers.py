@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -47,6 +47,8 @@ _READY_TIMEOUT = 120.0
 # Finished requests go to the parent in batches this often: one pickled message (and one
 # thread hop in the parent) per record cost more CPU than the request itself.
 _FLUSH_S = 0.05
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -124,13 +126,13 @@ def _session_shares(plan: WorkloadPlan, workers: int) -> list[SessionShare] | No
     share of ``--max-active-conversations``; None without sessions."""
     if not plan.sessions:
         return None
-    from ._sessions import SessionShare, split_sessions
+    from ._sessions import SessionShare
 
     caps = split_concurrency(plan.max_active_conversations, workers)
     # More workers than places (an explicit *workers*): each still runs one at a time.
     return [
         SessionShare(part, None if caps[k] is None else max(caps[k] or 0, 1), plan.recorded_answers)
-        for k, part in enumerate(split_sessions(plan.sessions, workers))
+        for k, part in enumerate(split_requests(plan.sessions, workers))
     ]
 
 
@@ -160,10 +162,9 @@ async def drive_spec(
     return stats
 
 
-def split_requests(
-    requests: Sequence[ScheduledRequest], workers: int
-) -> list[tuple[ScheduledRequest, ...]]:
-    """Worker *k* gets the requests whose position ``i`` has ``i % workers == k``."""
+def split_requests(requests: Sequence[_T], workers: int) -> list[tuple[_T, ...]]:
+    """Worker *k* gets the requests (or whole conversations) whose position ``i`` has
+    ``i % workers == k``."""
     return [tuple(requests[k::workers]) for k in range(workers)]
 
 
