@@ -298,7 +298,9 @@ class Exchange:
                             self._mark_content(now)
                     elif acc.add(delta):
                         output = True
-                        if self._reasoning_at is None or (
+                        # Only the first reasoning, or any output before content while
+                        # the fast path is on, has anything to mark.
+                        if (self._reasoning_at is None and type(delta) is ReasoningDelta) or (
                             self._content_at is None and self._token_text is not None
                         ):
                             self._mark_other(delta, now)
@@ -452,7 +454,7 @@ class Exchange:
             reasoning_tokens=completion.reasoning_tokens,
             ttft_reasoning=ttft_reasoning,
             ttft_content=ttft_content,
-            http_phases=None if self.arrival is None else self.http_phases(),
+            http_phases=self.http_phases(),
         )
 
 

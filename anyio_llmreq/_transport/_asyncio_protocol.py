@@ -27,7 +27,7 @@ from typing import Any, cast
 import anyio
 import anyio.abc
 
-from ._interface import ConnectTimes
+from ._interface import DEFAULT_READ_SIZE, ConnectTimes
 
 __all__ = ["AsyncioStream", "ReadBatch", "open_asyncio_stream"]
 
@@ -307,7 +307,7 @@ async def open_asyncio_stream(
     local_host: str | None = None,
     batch: ReadBatch | None = None,
     times: ConnectTimes | None = None,
-    read_size: int = 65536,
+    read_size: int = DEFAULT_READ_SIZE,
 ) -> AsyncioStream:
     """Connect to *host*:*port* (TLS with *ssl_context*) on the running asyncio loop.
 

@@ -16,6 +16,7 @@ import httpx
 
 __all__ = [
     "ARRIVAL_EXTENSION",
+    "DEFAULT_READ_SIZE",
     "Arrival",
     "ConnectTimes",
     "Consume",
@@ -26,6 +27,10 @@ __all__ = [
 
 #: Response extension holding the :class:`Arrival` of the response.
 ARRIVAL_EXTENSION: Final = "anyio_llmreq.arrival"
+
+#: Most bytes asked of one socket read: under malloc's mmap threshold (128 KiB), so a
+#: read's buffer comes from the heap (see ``_asyncio_protocol.limit_reads``).
+DEFAULT_READ_SIZE: Final = 65536
 
 #: ``consume(payload, arrival)``: one call per socket read of a pushed body.
 Consume = Callable[[bytes, float], None]

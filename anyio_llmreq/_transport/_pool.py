@@ -25,7 +25,7 @@ import httpx
 from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming, shutdown
 from ._errors import describe, describe_os_error
 from ._http11 import MAX_HEAD, RawHeaders, encode_head, framing, parse_head
-from ._interface import ARRIVAL_EXTENSION, Arrival, ConnectTimes, OwnStream
+from ._interface import ARRIVAL_EXTENSION, DEFAULT_READ_SIZE, Arrival, ConnectTimes, OwnStream
 from ._timers import AsyncioWatchdog, TrioWatchdog, Watchdog
 from ._tls import client_context
 
@@ -175,7 +175,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         trust_env: bool = True,
         proxy: object = None,
         local_address: str | None = None,
-        read_size: int = 65536,
+        read_size: int = DEFAULT_READ_SIZE,
     ) -> None:
         if proxy is not None:
             raise httpx.ProxyError(_PROXY_MESSAGE.format(proxy=proxy))

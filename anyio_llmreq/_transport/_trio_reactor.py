@@ -28,6 +28,8 @@ import anyio
 import anyio.abc
 import trio
 
+from ._interface import DEFAULT_READ_SIZE
+
 __all__ = ["TrioStream"]
 
 
@@ -38,7 +40,7 @@ class TrioStream(anyio.abc.ByteStream):
     latest ``receive`` came off the socket; *read_size* bounds a pushed body's reads.
     """
 
-    def __init__(self, inner: anyio.abc.SocketStream, read_size: int = 65536) -> None:
+    def __init__(self, inner: anyio.abc.SocketStream, read_size: int = DEFAULT_READ_SIZE) -> None:
         self._inner = inner
         self._read_size = read_size
         self._sock: socket.socket = inner.extra(anyio.abc.SocketAttribute.raw_socket)
@@ -139,12 +141,13 @@ _CAN_PUSH = hasattr(select, "epoll")
 class _Push:
     """One body being pushed: its socket, its consumer, and how it ended."""
 
-    __slots__ = ("done", "error", "fd", "finished", "read_size", "sink", "sock")
+    __slots__ = ("done", "error", "fd", "finished", "read_size", "recv", "sink", "sock")
 
     def __init__(
         self, sock: socket.socket, sink: Callable[[bytes, float], bool], read_size: int
     ) -> None:
         self.sock = sock
+        self.recv = sock.recv  # bound once: the reactor calls it on every read
         self.read_size = read_size
         self.fd = sock.fileno()
         self.sink = sink
@@ -194,7 +197,7 @@ class _Reactor:
                     if pushed is None:
                         continue
                     try:
-                        data = pushed.sock.recv(pushed.read_size)
+                        data = pushed.recv(pushed.read_size)
                     except BlockingIOError:
                         continue
                     except OSError as exc:

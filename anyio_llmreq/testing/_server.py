@@ -692,8 +692,9 @@ def _limit_reads(stream: SocketStream) -> None:
     transport = getattr(stream, "_transport", None)
     if transport is not None:
         from .._transport._asyncio_protocol import limit_reads
+        from .._transport._interface import DEFAULT_READ_SIZE
 
-        limit_reads(transport, 65536)
+        limit_reads(transport, DEFAULT_READ_SIZE)
 
 
 @asynccontextmanager
