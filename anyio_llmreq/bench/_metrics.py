@@ -366,7 +366,8 @@ def measure(config: BenchConfig, plan: WorkloadPlan, execution: Execution) -> Me
     if config.dataset_name == "trace":
         from ._trace import replay_stats
 
-        trace = replay_stats(plan, records, time_scale=config.time_scale)
+        send = (check.send_lag_p50_ms, check.send_lag_p99_ms, check.send_lag_max_ms)
+        trace = replay_stats(plan, records, time_scale=config.time_scale, send=send)
     sessions = None
     if plan.sessions:
         from ._sessions import session_metrics

@@ -17,7 +17,7 @@ from .._media import needs_media, prepare_media
 from .._models import RequestFuncInput
 from ..backends._base import Backend
 from ._config import BenchConfig, UsageError, default_endpoint
-from ._datasets import SampleRequest, canonical_dataset_name, sample_requests
+from ._datasets import SESSION_DATASETS, SampleRequest, canonical_dataset_name, sample_requests
 from ._redact import redact_request, redact_url
 from ._schedule import RequestSchedule, get_request_schedule
 from ._tokens import TokenCounter
@@ -122,7 +122,7 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
     prefix = config.request_id_prefix
     if prefix is None:
         prefix = f"bench-{secrets.token_hex(4)}-"
-    if canonical_dataset_name(config.dataset_name) == "multi-turn":
+    if canonical_dataset_name(config.dataset_name) in SESSION_DATASETS:
         from ._sessions import plan_sessions
 
         return plan_sessions(config, target, request_id_prefix=prefix)
@@ -138,7 +138,7 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
     inputs = plan_inputs(config, target, samples)
     request_rate = config.resolved_request_rate()
     ramp_up = ramp_up_of(config)
-    if samples and samples[0].arrival is not None:
+    if config.dataset_name == "trace":
         # A trace: each request at its recorded time; the rate is the trace's mean.
         from ._trace import trace_schedule
 

@@ -20,10 +20,22 @@ __all__ = [
     "RequestSchedule",
     "current_request_rate",
     "get_request_schedule",
+    "nice_step",
     "rps_change_events",
 ]
 
 RampUpStrategy = Literal["linear", "exponential"]
+
+
+def nice_step(x: float) -> float:
+    """The smallest of 1, 2, 5 times a power of ten that is at least *x* (an interval
+    for a timeline or a chart's buckets)."""
+    exp = math.floor(math.log10(x)) if x > 0 else -3
+    for m in (1, 2, 5, 10):
+        value = m * 10.0**exp
+        if value >= x * (1 - 1e-9):
+            return float(f"{value:.12g}")
+    return 10.0 ** (exp + 1)
 
 
 @attrs.frozen

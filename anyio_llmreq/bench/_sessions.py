@@ -23,6 +23,7 @@ are never sent, and are counted as not sent, apart from the interrupted ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -830,7 +831,7 @@ async def run_session(
     clock = time.perf_counter
     dispatched = clock()
     scheduled = session.delay
-    async with slots if slots is not None else _NO_SLOT:
+    async with slots if slots is not None else contextlib.nullcontext():
         history: list[dict[str, Any]] = []
         history_len = 0
         for k, turn in enumerate(session.turns):
@@ -873,17 +874,6 @@ async def run_session(
                 # The server's count of the answer; without usage, whitespace words.
                 answer_len = out.output_tokens or len(out.generated_text.split())
                 history_len += turn.new_len + answer_len
-
-
-class _NoSlot:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_SLOT = _NoSlot()
 
 
 # -- metrics ------------------------------------------------------------------------------

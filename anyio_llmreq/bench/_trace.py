@@ -39,7 +39,7 @@ import attrs
 
 from ._config import UsageError
 from ._datasets import SampleRequest, _bad_file, _kind, _read_jsonl_objects, _read_text
-from ._schedule import RequestSchedule
+from ._schedule import RequestSchedule, nice_step
 from ._selfcheck import SEND_LAG_P99_LIMIT_MS, _summary
 from ._tokens import TokenCounter, WordCounter
 
@@ -563,12 +563,7 @@ def _bucket_width(span: float, requests: int) -> float:
     """A round interval (1, 2 or 5 times a power of ten) that cuts *span* seconds into at
     most ``_BUCKETS`` intervals of about ``_PER_BUCKET`` *requests* or more each (fewer
     make a rate of noise)."""
-    raw = max(span / _BUCKETS, span * _PER_BUCKET / max(requests, 1), 1e-3)
-    power = 10.0 ** math.floor(math.log10(raw))
-    for step in (1.0, 2.0, 5.0, 10.0):
-        if step * power >= raw * (1 - 1e-9):
-            return step * power
-    return 10.0 * power  # pragma: no cover - the loop always returns
+    return nice_step(max(span / _BUCKETS, span * _PER_BUCKET / max(requests, 1), 1e-3))
 
 
 @attrs.frozen(kw_only=True)
@@ -660,14 +655,19 @@ class TraceReplay:
 
 
 def replay_stats(
-    plan: WorkloadPlan, records: Sequence[RequestRecord], *, time_scale: float = 1.0
+    plan: WorkloadPlan,
+    records: Sequence[RequestRecord],
+    *,
+    time_scale: float = 1.0,
+    send: tuple[float, float, float] | None = None,
 ) -> TraceReplay:
     """How far the finished *records* of *plan* (a replay at *time_scale*) lagged the
-    trace."""
+    trace. *send*: the records' send lag P50/P99/max (ms), when the self-check has it."""
     delays = plan.schedule.delays
     span = delays[-1] if delays else 0.0
     lags = [r.send_lag for r in records]
-    send = _summary(lags)
+    if send is None:
+        send = _summary(lags)
     late_s = LATE_MS / 1000.0
     queued = plan.max_concurrency is not None
     start_lags = [max(r.send_lag + r.output.client_queue_time, 0.0) for r in records]

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from ..bench._config import UsageError
+from ..bench._schedule import nice_step
 from ._load import (
     ReportData,
     RequestTiming,
@@ -858,7 +859,7 @@ def _time_grid(runs: Sequence[Run], buckets: int = BUCKETS) -> tuple[float, int]
     """A round interval, at most about *buckets* of which cover the longest of *runs*,
     and how many do."""
     end = max(_run_end(run) for run in runs) or 1e-3
-    step = _nice(end / buckets)
+    step = nice_step(end / buckets)
     return step, _cover_end(end, step)
 
 
@@ -873,16 +874,6 @@ def _cover_end(end: float, step: float) -> int:
 
 def _run_end(run: Run) -> float:
     return max(((r.start or 0.0) + r.latency for r in run.requests or ()), default=0.0)
-
-
-def _nice(x: float) -> float:
-    """The smallest of 1, 2, 5 times a power of ten that is at least *x*."""
-    exp = math.floor(math.log10(x)) if x > 0 else -3
-    for m in (1, 2, 5, 10):
-        value = m * 10.0**exp
-        if value >= x * (1 - 1e-9):
-            return float(f"{value:.12g}")
-    return 10.0 ** (exp + 1)
 
 
 def _mean_in_flight(spans: Iterable[tuple[float, float]], step: float, count: int) -> list[float]:
