@@ -226,7 +226,7 @@ class _Sender:
         each record and the stats' ``end`` are moved onto the driver's ``perf_counter``,
         where the start is *driver_start*. Returns the stats and how long before the
         start this call arrived (negative: late)."""
-        from ._setup import loop_backend
+        from .._loops import loop_backend
 
         backend, options = loop_backend(self._share.spec.loop)
         outcome: list[tuple[PhaseStats, float]] = []

@@ -15,6 +15,7 @@ import anyio
 import attrs
 
 from .._client import Client
+from .._loops import loop_backend
 from .._models import RequestFuncOutput
 from ._config import BenchConfig, UsageError
 from ._execute import Executor, RequestRecord
@@ -30,7 +31,6 @@ from ._setup import (
     check_environment,
     check_loop,
     get_ready,
-    loop_backend,
     open_server,
     preload_counter,
     profile,

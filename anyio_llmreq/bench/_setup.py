@@ -16,7 +16,6 @@ import importlib
 import os
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 
@@ -88,13 +87,6 @@ def check_report_extra(where: str) -> None:
             why=f"the HTML report needs {' and '.join(missing)}",
             hint="Install them with: pip install 'anyio-llmreq[report]'",
         )
-
-
-def loop_backend(loop: str) -> tuple[str, dict[str, Any]]:
-    """``anyio.run``'s backend and options for ``--loop`` *loop* (uvloop is asyncio's)."""
-    if loop == "uvloop":
-        return "asyncio", {"use_uvloop": True}
-    return loop, {}
 
 
 def check_loop(loop: str) -> None:

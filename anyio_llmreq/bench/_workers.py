@@ -179,7 +179,7 @@ def split_concurrency(max_concurrency: int | None, workers: int) -> list[int | N
 def _worker_main(conn: Connection, spec: WorkerSpec) -> None:
     # Ctrl-C reaches the whole process group: the parent handles it and sends SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from ._setup import loop_backend
+    from .._loops import loop_backend
 
     backend, options = loop_backend(spec.loop)
     try:

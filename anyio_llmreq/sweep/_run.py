@@ -774,7 +774,8 @@ def run_sweep(config: SweepConfig, *, stdout: IO[str] | None = None) -> SweepRes
 
     See ``arun_sweep`` for the arguments and errors.
     """
-    from ..bench._setup import check_loop, loop_backend
+    from .._loops import loop_backend
+    from ..bench._setup import check_loop
 
     check_loop(config.bench.loop)
     backend, options = loop_backend(config.bench.loop)

@@ -8,14 +8,13 @@ import signal
 
 import anyio
 
+from .._loops import LOOPS, loop_backend
 from ._behaviour import SERVING_ITL, SERVING_TTFT, MockBehaviour
 from ._http import MAX_BODY
 from ._server import open_mock_server
-from ._thread import _BACKENDS
 
 __all__ = ["add_parser", "run"]
 
-_LOOPS = _BACKENDS  # --loop: the name -> anyio.run's backend and options
 _LINE_ENDINGS = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}
 
 
@@ -43,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--model", default="mock-model", help="served model name")
-    p.add_argument("--loop", choices=sorted(_LOOPS), default="asyncio", help="event loop")
+    p.add_argument("--loop", choices=sorted(LOOPS), default="asyncio", help="event loop")
     p.add_argument("--record", action="store_true", help="keep requests for /mock/requests")
     p.add_argument(
         "--max-body-size",
@@ -153,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_body_size < 0:
         print(f"anyio-llmreq mock-server: --max-body-size must be >= 0, not {args.max_body_size}")
         return 2
-    backend, options = _LOOPS[args.loop]
+    backend, options = loop_backend(args.loop)
     try:
         anyio.run(_serve, args, behaviour, backend=backend, backend_options=options)
     except KeyboardInterrupt:

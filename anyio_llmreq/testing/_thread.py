@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from .._loops import LOOPS, loop_backend
 from ._behaviour import MockBehaviour
 from ._http import MAX_BODY
 from ._server import MockServer, open_mock_server
@@ -17,11 +17,6 @@ from ._server import MockServer, open_mock_server
 __all__ = ["MockServerThread"]
 
 _START_TIMEOUT = 30.0
-_BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
-    "asyncio": ("asyncio", {}),
-    "uvloop": ("asyncio", {"use_uvloop": True}),
-    "trio": ("trio", {}),
-}
 
 
 class MockServerThread:
@@ -43,8 +38,8 @@ class MockServerThread:
         record: bool = True,
         max_body_size: int = MAX_BODY,
     ) -> None:
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be one of {sorted(_BACKENDS)}, not {backend!r}")
+        if backend not in LOOPS:
+            raise ValueError(f"backend must be one of {sorted(LOOPS)}, not {backend!r}")
         self._backend = backend
         self._behaviour = behaviour
         self._host = host
@@ -104,7 +99,7 @@ class MockServerThread:
         self.stop()
 
     def _run(self) -> None:
-        name, options = _BACKENDS[self._backend]
+        name, options = loop_backend(self._backend)
         try:
             anyio.run(self._main, backend=name, backend_options=options)
         except BaseException as exc:  # handed over to the thread that called start()
