@@ -48,6 +48,9 @@ class LocalExecutor:
     handle_signals: bool = attrs.field(default=True, kw_only=True)
 
     async def run(self, plan: WorkloadPlan, on_record: RecordCallback) -> Execution:
+        from ._workers import worker_specs  # the one share of one sender
+
+        (share,) = worker_specs(plan, 1)
         async with contextlib.AsyncExitStack() as stack:
             client = self.client
             if client is None:
@@ -58,14 +61,14 @@ class LocalExecutor:
                 start = time.perf_counter()
                 records, stats = await drive(
                     client,
-                    plan.request_backend,
-                    plan.requests,
+                    share.backend,
+                    share.requests,
                     start=start,
-                    max_concurrency=plan.max_concurrency,
+                    max_concurrency=share.max_concurrency,
                     on_record=on_record,
                     signals=None if self.handle_signals else (),
                     stop_after=self.stop_after,
-                    sessions=session_share(plan),
+                    sessions=share.sessions,
                 )
                 cpu = phase.cpu_s()
         return Execution(
@@ -77,15 +80,6 @@ class LocalExecutor:
             cpu_s=[cpu],
             stop_signal=stats.stop_signal,
         )
-
-
-def session_share(plan: WorkloadPlan) -> SessionShare | None:
-    """The whole plan's sessions as one process's share (None without sessions)."""
-    if not plan.sessions:
-        return None
-    from ._sessions import SessionShare
-
-    return SessionShare(plan.sessions, plan.max_active_conversations, plan.recorded_answers)
 
 
 def _signals() -> tuple[signal.Signals, ...]:
