@@ -31,7 +31,15 @@ from ._selfcheck import LoopLagMonitor
 if TYPE_CHECKING:
     from ._sessions import SessionShare
 
-__all__ = ["LocalExecutor", "drive", "one_line_error", "send_counted"]
+__all__ = [
+    "LocalExecutor",
+    "cancel_on_signal",
+    "drive",
+    "one_line_error",
+    "send_counted",
+    "stop_signals",
+    "watch_signals",
+]
 
 
 @attrs.frozen
@@ -82,30 +90,50 @@ class LocalExecutor:
         )
 
 
-def _signals() -> tuple[signal.Signals, ...]:
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a run: SIGINT and SIGTERM (none on Windows)."""
     if sys.platform == "win32":  # pragma: no cover
         return ()
     return (signal.SIGINT, signal.SIGTERM)
 
 
-async def _watch_signals(
-    scope: anyio.CancelScope,
+async def watch_signals(
     sigs: tuple[signal.Signals, ...],
-    flag: list[bool],
-    caught: list[int],
+    on_signal: Callable[[int], bool],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    if not sigs:
-        return
+    """Call ``on_signal(signum)`` for each of *sigs* received, until it returns True.
+    Started once listening; where no handler can be set (not the main thread, a
+    platform without them) it watches nothing."""
+    started = False
     try:
-        with anyio.open_signal_receiver(*sigs) as received:
-            async for signum in received:
-                flag[0] = True
-                caught.append(int(signum))
-                scope.cancel()
-                return
+        if sigs:
+            with anyio.open_signal_receiver(*sigs) as received:
+                task_status.started()
+                started = True
+                async for signum in received:
+                    if on_signal(int(signum)):
+                        return
     except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-        # Not the main thread, or a platform without signal handlers.
-        return
+        pass
+    if not started:
+        task_status.started()
+
+
+def cancel_on_signal(
+    scope: anyio.CancelScope, caught: list[int], flag: list[bool] | None = None
+) -> Callable[[int], bool]:
+    """``watch_signals``'s callback that notes the signal and cancels *scope* at the first."""
+
+    def on_signal(signum: int) -> bool:
+        if flag is not None:
+            flag[0] = True
+        caught.append(signum)
+        scope.cancel()
+        return True
+
+    return on_signal
 
 
 async def send_counted(
@@ -180,11 +208,9 @@ async def drive(
             finish(rec)
 
         outer.start_soon(
-            _watch_signals,
-            outer.cancel_scope,
-            _signals() if signals is None else signals,
-            interrupted,
-            caught,
+            watch_signals,
+            stop_signals() if signals is None else signals,
+            cancel_on_signal(outer.cancel_scope, caught, interrupted),
         )
         outer.start_soon(monitor.run)
         senders: _Senders | None = None

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +40,7 @@ import anyio.to_thread
 import attrs
 
 from ._config import UsageError
+from ._drive import stop_signals, watch_signals
 from ._execute import Execution, PhaseStats, RecordCallback, RequestRecord, measured_phase
 from ._plan import WorkloadPlan
 from ._workers import WorkerSpec, drive_spec, worker_specs
@@ -521,7 +521,7 @@ class _Fleet:
         """Gather records until every actor ended, stopped or was lost."""
         async with anyio.create_task_group() as tg:
             if self.executor.handle_signals:
-                await tg.start(self._watch_signals)
+                await tg.start(watch_signals, stop_signals(), self._on_signal)
             while True:
                 pending = [a for a in self.actors if not a.done]
                 if not pending:
@@ -572,24 +572,13 @@ class _Fleet:
                     pass
                 actor.lost = reason
 
-    async def _watch_signals(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        if sys.platform == "win32":  # pragma: no cover
-            task_status.started()
-            return
-        try:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-                task_status.started()
-                async for signum in received:
-                    self.caught.append(int(signum))
-                    if len(self.caught) == 1:
-                        self.stop()
-                    else:  # asked twice: don't wait for them
-                        self.kill_pending(f"killed after a second {signal.Signals(signum).name}")
-        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-            # Not the main thread: nothing to watch.
-            task_status.started()
+    def _on_signal(self, signum: int) -> bool:
+        self.caught.append(signum)
+        if len(self.caught) == 1:
+            self.stop()
+        else:  # asked twice: don't wait for them
+            self.kill_pending(f"killed after a second {signal.Signals(signum).name}")
+        return False
 
     # What the run measured.
 

@@ -317,20 +317,16 @@ async def run_workers(
                     errors.append(f"worker {k}: {message[1]}")
                     return
 
-        async def watch(scope: anyio.CancelScope) -> None:
-            if sys.platform == "win32" or not handle_signals:  # pragma: no cover
-                return
-            try:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-                    async for signum in received:
-                        if caught is not None:
-                            caught.append(int(signum))
-                        stop_workers()
-            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-                return
+        def on_signal(signum: int) -> bool:
+            if caught is not None:
+                caught.append(signum)
+            stop_workers()
+            return False  # each signal stops them again
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch, tg.cancel_scope)
+            from ._drive import stop_signals, watch_signals
+
+            tg.start_soon(watch_signals, stop_signals() if handle_signals else (), on_signal)
             async with anyio.create_task_group() as readers:
                 for k, conn in enumerate(conns):
                     readers.start_soon(read, k, conn)

@@ -725,9 +725,9 @@ async def arun_sweep(
     failure: Exception | None = None
     async with anyio.create_task_group() as tg:
         if handle_signals:
-            from ..bench._drive import _signals, _watch_signals
+            from ..bench._drive import cancel_on_signal, stop_signals, watch_signals
 
-            tg.start_soon(_watch_signals, tg.cancel_scope, _signals(), [False], caught)
+            tg.start_soon(watch_signals, stop_signals(), cancel_on_signal(tg.cancel_scope, caught))
         try:
             await _MODES[config.mode](sweep)
         except Exception as exc:
