@@ -28,6 +28,7 @@ __all__ = [
     "benchmark_result_dict",
     "format_report",
     "intro_lines",
+    "metric_stats",
     "outcome_lines",
     "percentile_word",
     "result_json",
@@ -188,15 +189,24 @@ def benchmark_result_dict(
         )
     if rps_change_events:
         result["rps_change_events"] = rps_change_events
-    for key in METRIC_HEADERS:
-        if key not in selected_metrics:
-            continue
-        result[f"mean_{key}_ms"] = getattr(metrics, f"mean_{key}_ms")
-        result[f"median_{key}_ms"] = getattr(metrics, f"median_{key}_ms")
-        result[f"std_{key}_ms"] = getattr(metrics, f"std_{key}_ms")
-        for p, value in getattr(metrics, f"percentiles_{key}_ms"):
-            result[f"p{percentile_word(p)}_{key}_ms"] = value
+    result.update(metric_stats(metrics, [k for k in METRIC_HEADERS if k in selected_metrics]))
     return result
+
+
+def metric_stats(
+    metrics: BenchmarkMetrics, keys: Sequence[str], *, std: bool = True
+) -> dict[str, float]:
+    """The result's ``mean_/median_/std_/p<N>_<key>_ms`` entries of each metric in *keys*
+    (``std_`` left out without *std*)."""
+    stats: dict[str, float] = {}
+    for key in keys:
+        stats[f"mean_{key}_ms"] = getattr(metrics, f"mean_{key}_ms")
+        stats[f"median_{key}_ms"] = getattr(metrics, f"median_{key}_ms")
+        if std:
+            stats[f"std_{key}_ms"] = getattr(metrics, f"std_{key}_ms")
+        for p, value in getattr(metrics, f"percentiles_{key}_ms"):
+            stats[f"p{percentile_word(p)}_{key}_ms"] = value
+    return stats
 
 
 def run_header(

@@ -1024,12 +1024,10 @@ def turns_not_sent(plan: WorkloadPlan, records: Iterable[RequestRecord]) -> int:
 def _turn_stats(
     turn: int, recs: Sequence[RequestRecord], metrics: BenchmarkMetrics, out_lens: list[int]
 ) -> TurnStats:
+    from ._report import metric_stats
+
     ok = [r.output for r in recs if r.output.success]
-    latency: dict[str, float] = {}
-    for key in _TURN_METRICS:
-        latency[f"mean_{key}_ms"] = getattr(metrics, f"mean_{key}_ms")
-        latency[f"median_{key}_ms"] = getattr(metrics, f"median_{key}_ms")
-        latency[f"p99_{key}_ms"] = dict(getattr(metrics, f"percentiles_{key}_ms"))[99.0]
+    latency = metric_stats(metrics, _TURN_METRICS, std=False)  # P99 only: see session_metrics
     return TurnStats(
         turn=turn,
         completed=metrics.completed,
