@@ -974,14 +974,14 @@ def session_metrics(
             continue
         by_turn.setdefault(rec.turn, []).append(rec)
         by_session.setdefault(rec.session_id, []).append(rec)
-    completed = failed = 0
+    completed = failed = not_sent = 0
     for session in plan.sessions:
         recs = by_session.get(session.session_id, [])
         if any(not r.output.success for r in recs):
             failed += 1
+            not_sent += len(session.turns) - len(recs)  # as turns_not_sent counts them
         elif len(recs) == len(session.turns):
             completed += 1
-    not_sent = turns_not_sent(plan, execution.records)
     per_turn = []
     for turn in sorted(by_turn):
         recs = by_turn[turn]
