@@ -146,23 +146,43 @@ def plan_workload(config: BenchConfig, target: Target) -> WorkloadPlan:
         request_rate = schedule.rates[0]
     else:
         schedule = arrival_schedule(config, len(inputs))
-    n = len(inputs)
+    requests = tuple(
+        ScheduledRequest(i, rin, delay)
+        for i, (rin, delay) in enumerate(zip(inputs, schedule.delays, strict=True))
+    )
+    return assemble_plan(config, target, requests, schedule, request_rate, ramp_up)
+
+
+def assemble_plan(
+    config: BenchConfig,
+    target: Target,
+    requests: tuple[ScheduledRequest, ...],
+    schedule: RequestSchedule,
+    request_rate: float,
+    ramp_up: tuple[str, float, float] | None,
+    *,
+    units: int | None = None,
+    caps: Sequence[int] = (),
+    **extra: Any,
+) -> WorkloadPlan:
+    """The plan of *requests* sent by *schedule* under *config*. The workers are as many
+    as ``--workers`` asks, but no more than the *units* they split (default: the
+    requests), ``--max-concurrency`` or any of *caps*; *extra*: more plan fields."""
+    n = len(requests) if units is None else units
     return WorkloadPlan(
         target=target,
         backend=config.backend,
         endpoint=plan_endpoint(config, target),
-        requests=tuple(
-            ScheduledRequest(i, rin, delay)
-            for i, (rin, delay) in enumerate(zip(inputs, schedule.delays, strict=True))
-        ),
+        requests=requests,
         schedule=schedule,
         request_rate=request_rate,
         ramp_up=ramp_up,
         max_concurrency=config.max_concurrency,
-        workers=max(1, min(config.workers, n, config.max_concurrency or n)),
+        workers=max(1, min(config.workers, n, config.max_concurrency or n, *caps)),
         loop=config.loop,
         timeout=config.timeout,
         server_temperature=config.temperature is None,
+        **extra,
     )
 
 

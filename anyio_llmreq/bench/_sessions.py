@@ -723,9 +723,8 @@ def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str
     from ._datasets import SampleRequest, missing_dataset_path
     from ._plan import (
         ScheduledRequest,
-        WorkloadPlan,
         arrival_schedule,
-        plan_endpoint,
+        assemble_plan,
         plan_inputs,
         ramp_up_of,
     )
@@ -784,20 +783,15 @@ def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str
         )
         for c, turns in enumerate(grouped)
     )
-    caps = [config.workers, n, config.max_concurrency or n, config.max_active_conversations or n]
-    return WorkloadPlan(
-        target=target,
-        backend=config.backend,
-        endpoint=plan_endpoint(config, target),
-        requests=tuple(requests),
-        schedule=schedule,
-        request_rate=request_rate,
-        ramp_up=ramp_up,
-        max_concurrency=config.max_concurrency,
-        workers=max(1, min(caps)),
-        loop=config.loop,
-        timeout=config.timeout,
-        server_temperature=config.temperature is None,
+    return assemble_plan(
+        config,
+        target,
+        tuple(requests),
+        schedule,
+        request_rate,
+        ramp_up,
+        units=n,  # whole conversations go to a worker
+        caps=[config.max_active_conversations or n],
         sessions=sessions,
         max_active_conversations=config.max_active_conversations,
         recorded_answers=config.multi_turn_use_recorded_answers,
