@@ -690,9 +690,13 @@ class ScheduledSession:
 
     index: int
     session_id: str
-    delay: float
     turns: tuple[SessionTurn, ...]
     think_times: tuple[float, ...]
+
+    @property
+    def delay(self) -> float:
+        """When the conversation starts: its first turn's scheduled time."""
+        return self.turns[0].scheduled.delay
 
 
 @attrs.frozen
@@ -777,7 +781,6 @@ def plan_sessions(config: BenchConfig, target: Target, *, request_id_prefix: str
         ScheduledSession(
             index=c,
             session_id=conversations[c].id,
-            delay=schedule.delays[c],
             turns=tuple(turns),
             think_times=tuple(think.draw(think_rng, len(turns) - 1)),
         )
