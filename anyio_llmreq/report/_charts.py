@@ -167,18 +167,7 @@ def latency_summary(runs: Sequence[Run]) -> Chart | None:
         return None
     stats = sorted({r["stat"] for r in rows}, key=_stat_rank)
     metrics = [m[0] for m in METRICS.values() if any(r["metric"] == m[0] for r in rows)]
-    names = _names(runs)
-    base = (
-        alt.Chart()
-        .mark_bar()
-        .encode(
-            x=alt.X("stat:N", title="statistic", sort=stats, axis=alt.Axis(labelAngle=0)),
-            xOffset=alt.XOffset("run:N", scale=alt.Scale(domain=_present(names, rows))),
-            y=alt.Y("ms:Q", title="latency (ms)"),
-            color=_run_color(alt, names, _present(names, rows)),
-            tooltip=["run:N", "metric:N", "stat:N", alt.Tooltip("ms:Q", format=".2f", title="ms")],
-        )
-    )
+    base = stat_bars(alt, alt.Chart(), _names(runs), rows, stats, "latency (ms)", "metric")
     # Each facet carries its own y axis (~75 px): the row fits the page.
     width = max(120, (_WIDE - 75 * len(metrics)) // max(len(metrics), 1))
     chart = (
@@ -190,6 +179,26 @@ def latency_summary(runs: Sequence[Run]) -> Chart | None:
         .resolve_scale(y="independent")
     )
     return _chart(alt, ds, chart, "latency-summary", "summary", "Latency statistics per run")
+
+
+def stat_bars(
+    alt: Any,
+    chart: Any,
+    names: list[str],
+    rows: list[dict[str, Any]],
+    stats: list[str],
+    y_title: str,
+    group: str,
+) -> Any:
+    """*chart* as bars of each statistic (``stat``, in the order of *stats*), the runs
+    side by side, ``ms`` high; *group* is the row field the caller splits them by."""
+    return chart.mark_bar().encode(
+        x=alt.X("stat:N", title="statistic", sort=stats, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("run:N", scale=alt.Scale(domain=_present(names, rows))),
+        y=alt.Y("ms:Q", title=y_title),
+        color=_run_color(alt, names, _present(names, rows)),
+        tooltip=["run:N", f"{group}:N", "stat:N", alt.Tooltip("ms:Q", format=".2f", title="ms")],
+    )
 
 
 def throughput_summary(runs: Sequence[Run]) -> Chart | None:

@@ -18,7 +18,7 @@ from ._charts import (
     _Datasets,
     _names,
     _present,
-    _run_color,
+    stat_bars,
 )
 from ._load import Run
 from ._load import _finite as _number
@@ -97,21 +97,13 @@ def reasoning_timing(runs: Sequence[Run]) -> Chart | None:
         return None
     alt = _alt()
     ds = _Datasets(alt)
-    names = _names(runs)
     stats = list(dict.fromkeys(r["stat"] for r in rows))
-    chart = (
-        alt.Chart(ds(rows))
-        .mark_bar()
-        .encode(
-            x=alt.X("stat:N", title="statistic", sort=stats, axis=alt.Axis(labelAngle=0)),
-            xOffset=alt.XOffset("run:N", scale=alt.Scale(domain=_present(names, rows))),
-            y=alt.Y("ms:Q", title="time from request start (ms)"),
-            color=_run_color(alt, names, _present(names, rows)),
-            column=alt.Column("what:N", title=None, sort=["first reasoning", "first content"]),
-            tooltip=["run:N", "what:N", "stat:N", alt.Tooltip("ms:Q", format=".2f", title="ms")],
-        )
-        .properties(width=_WIDTH - 20, height=_HEIGHT)
+    bars = stat_bars(
+        alt, alt.Chart(ds(rows)), _names(runs), rows, stats, "time from request start (ms)", "what"
     )
+    chart = bars.encode(
+        column=alt.Column("what:N", title=None, sort=["first reasoning", "first content"])
+    ).properties(width=_WIDTH - 20, height=_HEIGHT)
     note = "Requests that reasoned: the answer a user sees starts at the first content."
     return _chart(
         alt, ds, chart, "reasoning-timing", "summary", "Reasoning before the answer", note
