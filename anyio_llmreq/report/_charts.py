@@ -47,6 +47,7 @@ __all__ = [
     "latency_histogram",
     "latency_summary",
     "server_metrics",
+    "stat_bars",
     "sweep_goodput",
     "sweep_latency",
     "sweep_pareto",
