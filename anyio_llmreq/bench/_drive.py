@@ -56,7 +56,7 @@ class LocalExecutor:
     handle_signals: bool = attrs.field(default=True, kw_only=True)
 
     async def run(self, plan: WorkloadPlan, on_record: RecordCallback) -> Execution:
-        from ._workers import worker_specs  # the one share of one sender
+        from ._workers import drive_spec, worker_specs  # the one share of one sender
 
         (share,) = worker_specs(plan, 1)
         async with contextlib.AsyncExitStack() as stack:
@@ -67,16 +67,13 @@ class LocalExecutor:
                 )
             with measured_phase() as phase:
                 start = time.perf_counter()
-                records, stats = await drive(
+                records, stats = await drive_spec(
                     client,
-                    share.backend,
-                    share.requests,
+                    share,
                     start=start,
-                    max_concurrency=share.max_concurrency,
                     on_record=on_record,
                     signals=None if self.handle_signals else (),
                     stop_after=self.stop_after,
-                    sessions=share.sessions,
                 )
                 cpu = phase.cpu_s()
         return Execution(

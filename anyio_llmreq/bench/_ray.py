@@ -178,7 +178,7 @@ class _Share:
                     self._cancel = functools.partial(_cancel_from, scope, token)
                 try:
                     with measured_phase():  # as a worker process's: no collection pauses
-                        stats = await drive_spec(client, spec, start=start, on_record=on_record)
+                        _, stats = await drive_spec(client, spec, start=start, on_record=on_record)
                 finally:
                     with self._lock:
                         self._cancel = None

@@ -142,13 +142,15 @@ async def drive_spec(
     *,
     start: float,
     on_record: RecordCallback,
-    signals: tuple[signal.Signals, ...] = (),
-) -> PhaseStats:
-    """Run one share with *client* from *start* (``perf_counter``): what a worker
-    process or a Ray actor does once its peers are ready."""
+    signals: tuple[signal.Signals, ...] | None = (),
+    stop_after: int | None = None,
+) -> tuple[list[RequestRecord], PhaseStats]:
+    """Run one share with *client* from *start* (``perf_counter``): what this process,
+    a worker process or a Ray actor does once its peers are ready. *signals* and
+    *stop_after* as ``drive`` takes them."""
     from ._drive import drive
 
-    _, stats = await drive(
+    return await drive(
         client,
         spec.backend,
         spec.requests,
@@ -156,10 +158,10 @@ async def drive_spec(
         max_concurrency=spec.max_concurrency,
         on_record=on_record,
         signals=signals,
+        stop_after=stop_after,
         worker=spec.worker,
         sessions=spec.sessions,
     )
-    return stats
 
 
 def split_requests(requests: Sequence[_T], workers: int) -> list[tuple[_T, ...]]:
@@ -224,7 +226,7 @@ async def _worker_async(conn: Connection, spec: WorkerSpec) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(flush_every, _FLUSH_S)
-                stats = await drive_spec(
+                _, stats = await drive_spec(
                     client, spec, start=start, on_record=batch.append, signals=sigs
                 )
                 tg.cancel_scope.cancel()
