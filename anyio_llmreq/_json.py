@@ -36,6 +36,15 @@ aiohttp client, the stdlib's default) gets an error from strict servers and a Na
 sampling parameter from lenient ones; orjson's ``null`` silently becomes the server's
 default. ``loads`` accepts them, as ``json.loads`` does: servers send them.
 
+``record_dumps`` writes our own files (``--output-jsonl`` lines), where nothing compares
+bytes: ``json.loads`` of its output gives back the same values, but floats may be written
+in orjson's shortest form (``0.00001`` for ``1e-05``), which saves the stdlib's
+encoder on every record that holds a small float. ``NaN`` and the infinities are written
+as the stdlib writes them (``NaN``, not orjson's ``null``), so a record loses nothing.
+
+``raw_dumps`` is orjson's own ``dumps`` (``None`` without orjson), for a caller that
+checks what it wrote itself (``RequestRecord.to_jsonl``).
+
 ``std_loads``/``std_dumps`` are the definitions, ``fast_loads``/``fast_dumps`` the orjson
 paths (``None`` without orjson), ``loads``/``dumps`` the pair in use; ``token_loads`` the
 raw parser for the backends' token fast paths (see there). Modules import
@@ -46,10 +55,11 @@ it in every module that imported them (``json_impl`` in ``tests/conftest.py``).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["dumps", "loads", "token_loads"]
+__all__ = ["dumps", "loads", "raw_dumps", "record_dumps", "token_loads"]
 
 Loads = Callable[[str | bytes], Any]
 Dumps = Callable[[Any], bytes]
@@ -77,8 +87,25 @@ def std_dumps(obj: Any) -> bytes:
         raise ValueError("JSON nested too deeply") from None
 
 
+_record_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_record_encode_ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def std_record_dumps(obj: Any) -> bytes:
+    """``record_dumps`` without orjson: compact UTF-8, ``NaN`` written as ``NaN``; a
+    string with a lone surrogate (a server may send ``"\\ud800"``) makes the line
+    ASCII with escapes, which reads back the same."""
+    text = _record_encode(obj)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _record_encode_ascii(obj).encode()
+
+
 fast_loads: Loads | None = None
 fast_dumps: Dumps | None = None
+fast_record_dumps: Dumps | None = None
+raw_dumps: Dumps | None = None
 
 try:
     import orjson
@@ -96,6 +123,7 @@ else:
     _LEAVES = frozenset((str, int, bool, type(None)))
     # orjson nests about 250 deep; the walk gives up sooner (cycles too) for the stdlib.
     _MAX_DEPTH = 200
+    _isfinite = math.isfinite
 
     def _orjson_loads_as_stdlib(data: str | bytes) -> Any:
         """``std_loads(data)``, through orjson when that gives the same result."""
@@ -109,7 +137,7 @@ else:
             raw = data
         else:  # bytearray, memoryview: what the stdlib makes of them
             return std_loads(data)
-        if _LONG_RUN in raw.translate(_ZEROED):
+        if raw.translate(_ZEROED).find(_LONG_RUN) >= 0:
             return std_loads(data)
         return obj
 
@@ -153,11 +181,52 @@ else:
                 pass
         return std_dumps(obj)
 
+    def _finite(value: Any, depth: int) -> bool:
+        """Whether every float in *value* is finite: orjson writes ``NaN`` and the
+        infinities as ``null``."""
+        kind = type(value)
+        if kind is dict:
+            values = value.values()
+        elif kind is list or kind is tuple:
+            try:  # a list of numbers (inter-token latencies): one pass in C
+                return _isfinite(sum(value, 0.0))
+            except (TypeError, OverflowError):
+                values = value
+        else:
+            return kind is not float or _isfinite(value)
+        for item in values:
+            kind = type(item)
+            if kind is float:
+                if not _isfinite(item):
+                    return False
+            elif kind is dict or kind is list or kind is tuple:
+                if depth >= _MAX_DEPTH or not _finite(item, depth + 1):
+                    return False
+            elif kind not in _LEAVES and isinstance(item, float):  # a float subclass
+                if not _isfinite(item):
+                    return False
+        return True
+
+    def _orjson_record_dumps(obj: Any) -> bytes:
+        """``record_dumps`` through orjson, save for what it would write as ``null``
+        or refuses (non-``str`` keys, integers beyond 64 bits, lone surrogates)."""
+        try:
+            line = _orjson_dumps(obj)
+        except _OrjsonEncodeError:
+            return std_record_dumps(obj)
+        # orjson writes NaN as null: without a null there is nothing to check.
+        if line.find(b"null") < 0 or _finite(obj, 0):
+            return line
+        return std_record_dumps(obj)
+
     fast_loads = _orjson_loads_as_stdlib
     fast_dumps = _orjson_dumps_as_stdlib
+    fast_record_dumps = _orjson_record_dumps
+    raw_dumps = _orjson_dumps
 
 loads: Loads = fast_loads or std_loads
 dumps: Dumps = fast_dumps or std_dumps
+record_dumps: Dumps = fast_record_dumps or std_record_dumps
 #: The parser as it is (orjson's, else the stdlib's), for the per-event fast paths that
 #: take only strings, and whether keys are set, from the result: every parser agrees on
 #: those, so the check ``loads`` makes for long integers would be wasted there. What it

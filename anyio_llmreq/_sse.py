@@ -32,6 +32,9 @@ DEFAULT_MAX_STREAM_BYTES = 512 * 1024 * 1024
 
 _LF = b"\n"
 _CR = b"\r"
+# ``b"\r" in data`` first tries to read b"\r" as an integer and builds the TypeError
+# that fails: ten times the cost of the search. An int operand is searched at once.
+_CR_ORD = ord("\r")
 _BLANK = b"\n\n"
 
 
@@ -78,7 +81,7 @@ class SSEDecoder:
             self._pending_cr = False
             if chunk[:1] == _LF:
                 chunk = chunk[1:]
-        if _CR in chunk:
+        if _CR_ORD in chunk:
             self._pending_cr = chunk[-1:] == _CR
             chunk = chunk.replace(b"\r\n", _LF).replace(_CR, _LF)
         if (
@@ -178,7 +181,7 @@ class SSEDecoder:
             elif name == b"event":
                 self._event = value
             elif name == b"id":
-                if b"\0" not in value:
+                if 0 not in value:
                     self._id = value.decode("utf-8", "replace")
             elif name == b"retry":
                 try:

@@ -65,9 +65,11 @@ def json_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         "loads": _json.std_loads,
         "dumps": _json.std_dumps,
         "token_loads": _json.std_loads,
+        "record_dumps": _json.std_record_dumps,
+        "raw_dumps": None,
     }
     if impl == "orjson":
-        if _json.fast_loads is None or _json.fast_dumps is None:
+        if _json.fast_loads is None or _json.fast_dumps is None or not _json.fast_record_dumps:
             pytest.fail("orjson is in the test extra; install it")
         import orjson
 
@@ -75,11 +77,15 @@ def json_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
             "loads": _json.fast_loads,
             "dumps": _json.fast_dumps,
             "token_loads": orjson.loads,
+            "record_dumps": _json.fast_record_dumps,
+            "raw_dumps": orjson.dumps,
         }
     known: dict[str, set[object]] = {
         "loads": {_json.std_loads, _json.fast_loads},
         "dumps": {_json.std_dumps, _json.fast_dumps},
         "token_loads": {_json.std_loads, _json.token_loads},
+        "record_dumps": {_json.std_record_dumps, _json.fast_record_dumps},
+        "raw_dumps": {None, _json.raw_dumps},
     }
     missing = object()  # a module without the name: never patched, orjson or not
     for name, module in list(sys.modules.items()):

@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from anyio_llmreq import Client, RequestFuncInput
-from anyio_llmreq.bench import BenchConfig, arun_benchmark, run_benchmark
+from anyio_llmreq import Client, RequestFuncInput, RequestFuncOutput, _json
+from anyio_llmreq.bench import BenchConfig, _execute, arun_benchmark, run_benchmark
 from anyio_llmreq.bench._datasets import SampleRequest
 from anyio_llmreq.bench._drive import drive, one_line_error
+from anyio_llmreq.bench._execute import RequestRecord
 from anyio_llmreq.bench._plan import ScheduledRequest
 from anyio_llmreq.bench._plan import build_inputs as _build_inputs
 from anyio_llmreq.testing import MockBehaviour, open_mock_server
@@ -144,3 +148,77 @@ def test_a_run_whose_requests_cannot_be_built_reports_them() -> None:
 def test_one_line_error() -> None:
     assert one_line_error(ValueError("bad\n  value")) == "ValueError: bad value"
     assert one_line_error(KeyError()) == "KeyError"
+
+
+# --- JSONL lines ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _MoreOutput(RequestFuncOutput):
+    extra: dict[str, float] = dataclasses.field(default_factory=lambda: {"x": math.nan})
+
+
+def _phases(**kw: object) -> dict[str, object]:
+    return {"connection_reused": True, "dns": None, "tls": None, "request_sent": 3.1e-05} | kw
+
+
+def _attribute_set() -> RequestFuncOutput:
+    out = RequestFuncOutput(success=True)
+    out.note = "set on the output"  # type: ignore[attr-defined]
+    return out
+
+
+# fmt: off
+_OUTPUTS: dict[str, Any] = {
+    "ordinary": lambda: RequestFuncOutput(
+        " hi é", True, 0.0627, 2, 0.0536, [0.0091], 0.0091, 1024, status_code=200,
+        http_phases=_phases(),
+    ),
+    "failed": lambda: RequestFuncOutput(error="ReadError: reset", status_code=None),
+    "nan latency": lambda: RequestFuncOutput(success=True, latency=math.nan),
+    "infinite itl": lambda: RequestFuncOutput(itl=[0.01, math.inf, -math.inf]),
+    "nan in a phase": lambda: RequestFuncOutput(http_phases=_phases(connect=math.nan)),
+    "null in the text": lambda: RequestFuncOutput("return null; null", True, math.nan),
+    "a 70-bit count": lambda: RequestFuncOutput(prompt_tokens=2**70),
+    "a lone surrogate": lambda: RequestFuncOutput("\ud800", True),
+    "an int key": lambda: RequestFuncOutput(http_phases={1: 0.5}),
+    "a subclass": lambda: _MoreOutput(success=True),
+    "an attribute set": _attribute_set,
+}
+# fmt: on
+
+
+@pytest.mark.usefixtures("json_impl")
+@pytest.mark.parametrize("timeout", [None, 2.5, math.inf])
+@pytest.mark.parametrize("turn", [None, 2])
+@pytest.mark.parametrize("kind", list(_OUTPUTS))
+def test_a_jsonl_line_reads_back_as_the_records_json(
+    kind: str, turn: int | None, timeout: float | None
+) -> None:
+    """NaN and the infinities stay NaN and Infinity wherever they are (orjson would
+    write null), keys in to_json's order, on both JSON paths."""
+    record = RequestRecord(
+        3, "bench-x-3", 0.25, 0.2501, _OUTPUTS[kind](), worker=1, timeout=timeout,
+        session_id=None if turn is None else "s-1", turn=turn,
+    )  # fmt: skip
+    line = record.to_jsonl()
+    assert b"\n" not in line
+    got = json.loads(line)
+    # What the stdlib's line reads back as (an int key comes back a string).
+    want = json.loads(_json.std_record_dumps(record.to_json()))
+    assert list(got) == list(record.to_json())
+    assert repr(got) == repr(want)
+
+
+def test_an_ordinary_jsonl_line_is_written_without_the_dict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(_: Any) -> Any:
+        raise AssertionError("built the dict")
+
+    monkeypatch.setattr(_execute, "record_dumps", fail)
+    record = RequestRecord(0, "r", 0.0, 0.001, _OUTPUTS["ordinary"](), timeout=math.inf)
+    with pytest.raises(AssertionError, match="built the dict"):
+        record.to_jsonl()  # inf is written as Infinity: the dict path
+    record.timeout = None
+    assert json.loads(record.to_jsonl())["http_phases"] == _phases()

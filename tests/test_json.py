@@ -33,6 +33,7 @@ from anyio_llmreq import (
     _json,
 )
 from anyio_llmreq.backends import decode_json, event_object
+from anyio_llmreq.bench import _records
 
 from .rawserver import Connection, RawServer, chunked, head
 
@@ -383,6 +384,69 @@ def test_json_impl_binds_the_pair_where_it_was_imported(json_impl: str) -> None:
     raw = _json.token_loads if json_impl == "orjson" else std_loads
     assert _openai.token_loads is raw
     assert (raw is std_loads) == (json_impl == "stdlib")
+    # The JSONL writer's (imported at the top of this module, before the fixture ran).
+    record = _json.fast_record_dumps if json_impl == "orjson" else _json.std_record_dumps
+    assert _records.record_dumps is record
+
+
+# --- record_dumps: our own files, where values count, not bytes ----------------------------
+
+assert _json.fast_record_dumps is not None
+record_modes = pytest.mark.parametrize(
+    "record_dumps", [_json.fast_record_dumps, _json.std_record_dumps], ids=["orjson", "stdlib"]
+)
+
+
+@record_modes
+@given(json_values)
+def test_records_read_back_as_the_values_written(record_dumps: Any, value: Any) -> None:
+    """NaN, the infinities, lone surrogates and 70-bit integers included."""
+    line = record_dumps({"record": value})
+    assert b"\n" not in line
+    assert repr(std_loads(line)) == repr({"record": value})
+
+
+@record_modes
+def test_a_nan_in_a_record_is_written_as_nan_not_null(record_dumps: Any) -> None:
+    record = {
+        "ttft": None,
+        "itl": [0.01, math.nan],
+        "http_phases": {"tls": None, "dns": -math.inf},
+        "tpot": math.inf,
+    }
+    line = record_dumps(record)
+    assert (
+        line == b'{"ttft":null,"itl":[0.01,NaN],"http_phases":{"tls":null,"dns":-Infinity},'
+        b'"tpot":Infinity}'
+    )
+    for value in ([1, "a", math.nan], {"a": [{"b": (math.nan,)}]}, Ratio("nan"), [2**70, math.inf]):
+        assert b"null" not in record_dumps(value)
+
+
+@record_modes
+def test_record_keys_and_text_are_written_as_the_stdlib_writes_them(record_dumps: Any) -> None:
+    assert record_dumps({1: 2, "é": "\u2028"}) == '{"1":2,"é":"\u2028"}'.encode()
+    assert record_dumps({"s": "\ud800"}) == b'{"s":"\\ud800"}'  # ASCII escape: reads back
+
+
+def test_a_record_with_small_floats_is_written_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stdlib's encoder is not called for an ordinary record: a 30 us HTTP phase
+    (``3e-05``) is not a reason to fall back, as it is for ``dumps``."""
+
+    def fail(_: Any) -> Any:
+        raise AssertionError("fell back to the stdlib")
+
+    monkeypatch.setattr(_json, "std_record_dumps", fail)
+    record = {
+        "index": 0,
+        "timeout": None,
+        "generated_text": " hi é",
+        "itl": [0.0091, 2.5e-05],
+        "http_phases": {"connection_reused": True, "tls": None, "request_sent": 3.1e-05},
+    }
+    line = _json.fast_record_dumps(record)  # type: ignore[misc]
+    assert repr(json.loads(line)) == repr(record)
+    assert b"0.000031" in line
 
 
 # --- end to end, over a real socket -------------------------------------------------------
