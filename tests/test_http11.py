@@ -18,12 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anyio_llmreq._transport import _http11
 from anyio_llmreq._transport._http11 import (
     MAX_HEAD,
     ChunkedDecoder,
     RawHeaders,
     framing,
     parse_head,
+    parse_response,
 )
 
 from .strategies import split_at, splits
@@ -686,3 +688,58 @@ def test_chunked_decoder_any_payloads_and_reads(payloads: list[bytes], data: Any
 
 def test_chunked_decoder_trailing_garbage_not_clean() -> None:
     assert decode_pieces([b"1\r\na\r\n0\r\n\r\nHTTP/1.1"]) == (b"a", True, False)
+
+
+# --- parse_response: the cached parse --------------------------------------------------
+
+
+def _fresh(head: bytes, method: str = "POST", keep_alive: bool = True) -> Any:
+    """What parse_response must give: parse_head and framing, uncached."""
+    version, status, reason, fields = parse_head(head)
+    if 100 <= status < 200 and status != 101:
+        return version, status, reason, fields, 0, False, keep_alive
+    return (version, status, reason, fields,
+            *framing(version, status, method, fields, keep_alive=keep_alive))  # fmt: skip
+
+
+_ECHOING = [
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked"
+    b"\r\nx-request-id: %s",
+    b"HTTP/1.1 200 OK\r\nX-Request-Id:%s\r\ncontent-length: 5\r\nconnection: close",
+    b"HTTP/1.1 200 OK\r\nx-request-id: %s\r\nx-request-id: fixed\r\ncontent-length: 2",
+    b"HTTP/1.0 204 No Content\r\nx-request-id:  %s \t\r\nserver: s",
+]
+
+
+@pytest.mark.parametrize("template", _ECHOING)
+@pytest.mark.parametrize("method", ["POST", "HEAD"])
+def test_heads_that_echo_a_request_id_parse_as_if_uncached(template: bytes, method: str) -> None:
+    _http11._PARSED.clear()
+    for i in range(50):
+        head = template % b"bench-%d" % i
+        assert parse_response(head, method, True) == _fresh(head, method)
+        assert parse_response(head, method, False) == _fresh(head, method, False)
+    # One entry per (head without its id, keep-alive asked), not one per request.
+    assert len(_http11._PARSED) == 2
+
+
+@pytest.mark.parametrize("bad", [b"a\rb", b"a\nb", b"a\0b"])
+def test_a_bad_request_id_line_is_rejected_after_good_ones(bad: bytes) -> None:
+    _http11._PARSED.clear()
+    template = _ECHOING[0]
+    parse_response(template % b"good", "POST", True)
+    with pytest.raises(httpx.RemoteProtocolError, match="Malformed response header"):
+        parse_response(template % bad, "POST", True)
+
+
+def test_repeated_heads_are_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    _http11._PARSED.clear()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7"
+    first = parse_response(head, "POST", True)
+    monkeypatch.setattr(_http11, "parse_head", None)  # a second parse would fail
+    assert parse_response(head, "POST", True) is first
+    monkeypatch.undo()
+    echo = _ECHOING[0]
+    parse_response(echo % b"a", "POST", True)
+    monkeypatch.setattr(_http11, "parse_head", None)
+    assert parse_response(echo % b"b", "POST", True)[3][-1] == (b"x-request-id", b"b")

@@ -30,6 +30,7 @@ __all__ = (
     "framing",
     "parse_chunk_size",
     "parse_head",
+    "parse_response",
 )
 
 MAX_HEAD: Final = 65536  # header section limit (status line + headers), trailers too
@@ -38,6 +39,9 @@ _HEXDIGITS: Final = b"0123456789abcdefABCDEF"
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 
 RawHeaders = list[tuple[bytes, bytes]]
+# parse_head's and framing's results: (version, status, reason, fields, content
+# length, chunked, keep alive).
+Parsed = tuple[bytes, int, bytes, RawHeaders, "int | None", bool, bool]
 
 
 # -- request head --------------------------------------------------------------------
@@ -156,6 +160,55 @@ def framing(
             raise RemoteProtocolError(f"Malformed Content-Length: {raw[:40]!r}")
         return int(raw), False, keep_alive
     return None, False, False  # delimited by the server closing the connection
+
+
+# A server sends the same response head again and again (a Date changes once a second):
+# its parse and framing, by (head, method, keep-alive asked), cost one dict lookup. A
+# server that echoes each request's X-Request-Id sends a new head every time: that line
+# is cut out of the key and put back into a copy of the cached fields.
+# The fields list is shared by the responses with that head, so it is never mutated.
+_PARSED: dict[tuple[bytes, str, bool], Parsed] = {}
+_PARSED_MAX: Final = 256
+_PARSED_BYTES: Final = 2048  # larger heads are parsed each time: a bounded cache
+_REQUEST_ID: Final = b"\r\nx-request-id:"
+
+
+def parse_response(head: bytes, method: str, keep_alive: bool) -> Parsed:
+    """``parse_head`` and ``framing`` of a response head (without its final CRLF CRLF)
+    answering *method*, as one tuple; *keep_alive*: whether the request asked for it."""
+    parsed = _PARSED.get((head, method, keep_alive))
+    if parsed is not None:
+        return parsed
+    cut = head.lower().find(_REQUEST_ID) if len(head) <= _PARSED_BYTES else -1
+    if cut >= 0:
+        end = head.find(b"\r\n", cut + 2)
+        if end < 0:
+            end = len(head)
+        line = head[cut + 2 : end]
+        key = (head[:cut] + head[end:], method, keep_alive)
+        base = _PARSED.get(key)
+        # CR, LF and NUL only in line ends: parse_head's check, for the line cut out.
+        if base is not None and 13 not in line and 10 not in line and 0 not in line:
+            fields = base[3].copy()
+            fields.insert(head.count(b"\r\n", 0, cut), (line[:12], line[13:].strip(b" \t")))
+            version, status, reason, _, length, chunked, reusable = base
+            return version, status, reason, fields, length, chunked, reusable
+    version, status, reason, fields = parse_head(head)
+    if 100 <= status < 200 and status != 101:
+        # Interim (100 Continue, 103 Early Hints): the caller reads on; never cached.
+        return version, status, reason, fields, 0, False, keep_alive
+    length, chunked, reusable = framing(version, status, method, fields, keep_alive=keep_alive)
+    parsed = (version, status, reason, fields, length, chunked, reusable)
+    if len(head) <= _PARSED_BYTES:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        if cut < 0:
+            _PARSED[head, method, keep_alive] = parsed
+        else:  # cached without the request id (a new one each time)
+            index = head.count(b"\r\n", 0, cut)
+            _PARSED[key] = (version, status, reason, fields[:index] + fields[index + 1 :],
+                            length, chunked, reusable)  # fmt: skip
+    return parsed
 
 
 # -- chunked body --------------------------------------------------------------------

@@ -24,7 +24,7 @@ import httpx
 
 from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming, shutdown
 from ._errors import describe, describe_os_error
-from ._http11 import MAX_HEAD, RawHeaders, encode_head, framing, parse_head
+from ._http11 import MAX_HEAD, RawHeaders, encode_head, parse_response
 from ._interface import ARRIVAL_EXTENSION, DEFAULT_READ_SIZE, Arrival, ConnectTimes, OwnStream
 from ._timers import AsyncioWatchdog, TrioWatchdog, Watchdog
 from ._tls import client_context
@@ -43,13 +43,6 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _INF: Final = math.inf
 
 _Key = tuple[str, str, int]
-# A server sends the same response head again and again (a Date changes once a second):
-# its parse and framing, by (head, method, keep-alive asked), cost one dict lookup.
-# The headers list is shared by the responses with that head, so it is never mutated.
-_Parsed = tuple[bytes, int, bytes, RawHeaders, "int | None", bool, bool]
-_PARSED_HEADS: dict[tuple[bytes, str, bool], _Parsed] = {}
-_PARSED_HEADS_MAX: Final = 256
-_PARSED_HEAD_BYTES: Final = 2048  # larger heads are parsed each time: a bounded cache
 
 
 class Connection:
@@ -481,19 +474,9 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                 head = buf[:end]
                 buf = buf[end + 4 :]
                 searched = 0
-                parsed = _PARSED_HEADS.get((head, method, keep_alive))
-                if parsed is None:
-                    version, status, reason, headers = parse_head(head)
-                    if 100 <= status < 200 and status != 101:
-                        continue  # interim response (100 Continue, 103 Early Hints)
-                    length, chunked, reusable = framing(
-                        version, status, method, headers, keep_alive=keep_alive
-                    )
-                    parsed = (version, status, reason, headers, length, chunked, reusable)
-                    if len(head) <= _PARSED_HEAD_BYTES:
-                        if len(_PARSED_HEADS) >= _PARSED_HEADS_MAX:
-                            _PARSED_HEADS.clear()
-                        _PARSED_HEADS[head, method, keep_alive] = parsed
+                parsed = parse_response(head, method, keep_alive)
+                if 100 <= parsed[1] < 200 and parsed[1] != 101:
+                    continue  # interim response (100 Continue, 103 Early Hints)
                 break
         finally:
             if watchdog is not None:
