@@ -20,7 +20,7 @@ import math
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, KeysView
 from typing import Any, TypeVar
 
 import anyio
@@ -535,8 +535,7 @@ def build_http_request(
     *make* has ``httpx.AsyncClient.build_request``'s signature.
     """
     spec = backend.build_payload(request)
-    headers = merge_headers(spec.headers)
-    lowered = {name.lower() for name in headers}
+    headers, lowered = merge_headers_lowered(spec.headers)
     if spec.auth:
         add_bearer(headers, api_key, lowered)
     # The total deadline is the caller's cancel scope, so that it reads the same
@@ -579,7 +578,8 @@ def build_http_request(
 
 # RFC 9110 field names are tokens; values must not break the line or carry NUL.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
+# Names already checked: a request's names are the last one's.
+_TOKENS: set[str] = set()
 
 
 def merge_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -589,12 +589,20 @@ def merge_headers(headers: dict[str, str]) -> dict[str, str]:
     Raises:
         ConfigError: a name that is not an RFC 9110 token, or a value with CR, LF or NUL.
     """
+    return merge_headers_lowered(headers)[0]
+
+
+def merge_headers_lowered(headers: dict[str, str]) -> tuple[dict[str, str], KeysView[str]]:
+    """``merge_headers``, and the merged names lowercased."""
     merged: dict[str, str] = {}
     spelled: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise ConfigError(f"invalid HTTP header name {name!r}")
-        if not isinstance(value, str) or _BAD_VALUE.search(value):
+        if name not in _TOKENS:
+            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+                raise ConfigError(f"invalid HTTP header name {name!r}")
+            if len(_TOKENS) < 1024:
+                _TOKENS.add(name)
+        if not isinstance(value, str) or "\r" in value or "\n" in value or "\0" in value:
             raise ConfigError(f"invalid value for HTTP header {name!r}: {value!r:.80}")
         key = name.lower()
         old = spelled.get(key)
@@ -602,11 +610,11 @@ def merge_headers(headers: dict[str, str]) -> dict[str, str]:
             del merged[old]
         spelled[key] = name
         merged[name] = value
-    return merged
+    return merged, spelled.keys()
 
 
 def add_bearer(
-    headers: dict[str, str], api_key: str | None, lowered: set[str] | None = None
+    headers: dict[str, str], api_key: str | None, lowered: Collection[str] | None = None
 ) -> dict[str, str]:
     """Add ``Authorization: Bearer <api_key>`` to *headers* (in place) as a default: an
     Authorization already there, in any case, wins. *lowered*: the names, lowercased."""

@@ -65,6 +65,7 @@ class Connection:
         "stream",
         "timed_out",
         "wait_start",
+        "watchdog",
     )
 
     stream: anyio.abc.ByteStream
@@ -79,6 +80,9 @@ class Connection:
     timed_out: bool
     # How it opened (its first request reports it).
     opened: ConnectTimes
+    # The watchdog of its event loop, for a connection that can only live in that loop
+    # (asyncio's); None: looked up at each wait (the running trio run's).
+    watchdog: Watchdog | None
 
     def __init__(
         self,
@@ -96,6 +100,7 @@ class Connection:
         self.head_timeout = _INF
         self.timed_out = False
         self.opened = ConnectTimes() if opened is None else opened
+        self.watchdog = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.key} fd={self.fd}>"
@@ -353,7 +358,9 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                     times=times,
                     read_size=self._read_size,
                 )
-                return Connection(ours, key, ours, times)
+                conn = Connection(ours, key, ours, times)
+                conn.watchdog = self._get_watchdog()
+                return conn
             # anyio resolves and connects in one step (Happy Eyeballs): one figure.
             began = perf_counter()
             tcp = await anyio.connect_tcp(host, port, local_host=self._local_address)
@@ -429,7 +436,7 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         # The read timeout of each wait for the head, on the watchdog (``Connection.check``).
         watchdog = None
         if read_timeout is not None:
-            watchdog = self._get_watchdog()
+            watchdog = conn.watchdog or self._get_watchdog()
             conn.head_timeout = read_timeout
             conn.timed_out = False
             conn.wait_start = sent
