@@ -50,6 +50,9 @@ __all__ = ["Client", "ResponseStream", "TimedDelta", "default_transport"]
 _URL_CACHE = 1024
 _MAX_REDIRECTS = 20  # httpx's default
 _DEFAULT_TIMEOUTS = Timeouts()
+# A request without a total deadline runs in no cancel scope; this stands in for one
+# (a nullcontext holds no state, so one serves every request).
+_NO_SCOPE = contextlib.nullcontext()
 # How long a read started after the total deadline may wait: long enough to take what
 # had already arrived, too short to wait for more.
 _LATE_READ_SECONDS = 0.005
@@ -177,7 +180,7 @@ class ResponseStream:
         # No total deadline: no cancel scope, which would only add its cost.
         deadline = self._deadline
         scope = anyio.CancelScope(deadline=deadline) if deadline != math.inf else None
-        with scope or contextlib.nullcontext():
+        with scope or _NO_SCOPE:
             try:
                 if self._push is not None:
                     await self._push(ex.feed)
@@ -579,7 +582,7 @@ class Client:
         sse = False
         # No total deadline: no cancel scope, which would only add its cost.
         scope = anyio.CancelScope(deadline=deadline) if total is not None else None
-        with scope or contextlib.nullcontext():
+        with scope or _NO_SCOPE:
             ex.start = self.clock()
             try:
                 opened = await self._open(http, http_request)
