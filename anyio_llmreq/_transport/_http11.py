@@ -229,7 +229,15 @@ class ChunkedDecoder:
     size lines and CRLFs are carried over to the next call.
     """
 
-    __slots__ = ("_crlf_left", "_partial", "_size_left", "_state", "_trailer_bytes", "clean")
+    __slots__ = (
+        "_crlf_left",
+        "_partial",
+        "_size_left",
+        "_state",
+        "_trailer_bytes",
+        "clean",
+        "done",
+    )
 
     def __init__(self) -> None:
         self._size_left = 0  # payload bytes of the current chunk still to come
@@ -238,10 +246,7 @@ class ChunkedDecoder:
         self._partial = b""  # an incomplete size or trailer line
         self._trailer_bytes = 0
         self.clean = True  # False when bytes follow the end of the body
-
-    @property
-    def done(self) -> bool:
-        return self._state == _DONE
+        self.done = False  # the last chunk and the trailers were read
 
     def decode(self, data: bytes) -> list[bytes]:
         if (
@@ -264,6 +269,7 @@ class ChunkedDecoder:
                 # The same, ending with the last chunk and no trailers: a short response
                 # read whole in one read.
                 self._state = _DONE
+                self.done = True
                 return payloads[:-1]
         out: list[bytes] = []
         if self._partial:
@@ -347,6 +353,7 @@ class ChunkedDecoder:
         self._size_left = size_left
         self._crlf_left = crlf_left
         self._state = state
+        self.done = state == _DONE
         return out
 
 
