@@ -20,6 +20,12 @@ package before a change), interleaved with the rest. Each run is a fresh process
 pinned to core 0 (the server on core 1); variants are interleaved over ``--repeat``
 rounds and every figure is a median; ratios are medians of per-round (paired) ratios.
 
+``--instructions`` counts instead of timing: each child runs under valgrind's callgrind,
+which counts the user-space instructions of the measured part alone (the child toggles
+the count on and off around it, through a helper compiled with ``cc`` from valgrind's
+``callgrind.h``). The count does not move with the machine's load, as CPU time does
+(the kernel's part is not in it); one round is enough.
+
     python benchmarks/bench_harness.py [--requests 400] [--concurrency 32] [--tokens 64]
 """
 
@@ -29,6 +35,8 @@ import argparse
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +47,33 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import mock_server_process, pin_to
 
 PROMPT_WORDS = 32
+
+# --instructions: the helper that turns callgrind's count on and off (in the child).
+_TOGGLE_ENV = "BENCH_HARNESS_CALLGRIND_TOGGLE"
+_TOGGLE_C = "#include <valgrind/callgrind.h>\nvoid toggle(void) { CALLGRIND_TOGGLE_COLLECT; }\n"
+_toggle: Any = None
+
+
+def _measure(on: bool) -> None:
+    """Start (or stop) counting instructions, when the child runs under callgrind."""
+    global _toggle
+    path = os.environ.get(_TOGGLE_ENV)
+    if not path:
+        return
+    if _toggle is None:
+        import ctypes
+
+        _toggle = ctypes.CDLL(path).toggle
+    _toggle()
+
+
+def _build_toggle(directory: str) -> str:
+    source = os.path.join(directory, "toggle.c")
+    library = os.path.join(directory, "toggle.so")
+    with open(source, "w") as f:
+        f.write(_TOGGLE_C)
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", library, source], check=True)
+    return library
 
 
 def _prompt() -> str:
@@ -80,6 +115,25 @@ def child_bench(url: str, n: int, c: int, tokens: int, loop: str, variant: str) 
                     await _selfcheck.LoopLagMonitor.run(self)
 
         _drive.LoopLagMonitor = _Both  # type: ignore[misc]
+    if os.environ.get(_TOGGLE_ENV):
+        import contextlib
+
+        from anyio_llmreq.bench import _execute
+
+        phase = _execute.measured_phase
+
+        @contextlib.contextmanager
+        def counted() -> Any:
+            with phase() as measured:
+                _measure(True)
+                try:
+                    yield measured
+                finally:
+                    _measure(False)
+
+        for module in list(sys.modules.values()):
+            if getattr(module, "measured_phase", None) is phase:
+                module.measured_phase = counted  # type: ignore[attr-defined]
     lean = variant == "bench-lean"
     with tempfile.TemporaryDirectory() as tmp:
         config = BenchConfig(
@@ -154,7 +208,9 @@ def child_bare(url: str, n: int, c: int, tokens: int, loop: str) -> dict[str, An
             await batch(c)  # warm-up: C open connections, as the bench's ready check
             outs.clear()
             cpu0, t0, sys0 = time.process_time(), time.perf_counter(), _sys_s()
+            _measure(True)
             await batch(n)
+            _measure(False)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
             kernel = _sys_s() - sys0
         ok = [o for o in outs if o.success]
@@ -246,8 +302,10 @@ def child_vllm(url: str, n: int, c: int, tokens: int, loop: str) -> dict[str, An
             await asyncio.gather(*(limited(pbar) for _ in range(c)))  # warm-up
             pbar = tqdm(total=n)
             cpu0, t0, sys0 = time.process_time(), time.perf_counter(), _sys_s()
+            _measure(True)
             outputs = await asyncio.gather(*(limited(pbar) for _ in range(n)))
             pbar.close()
+            _measure(False)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
             kernel = _sys_s() - sys0
         cpu1 = time.process_time()
@@ -289,12 +347,23 @@ def run_child(variant: str, url: str, args: argparse.Namespace, loop: str) -> di
     env = dict(os.environ)
     if variant == "bench-before":  # the same bench from another source tree
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.before, env.get("PYTHONPATH")]))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    if args.toggle:
+        env[_TOGGLE_ENV] = args.toggle
+        cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+               "--callgrind-out-file=/dev/null", *cmd]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             got: dict[str, Any] = json.loads(line[7:])
             if got["ok"] != args.requests:
                 raise RuntimeError(f"{variant}: {got['ok']}/{args.requests} succeeded")
+            if args.toggle:
+                counted = re.search(r"Collected : (\d+)", proc.stderr)
+                if counted is None:
+                    raise RuntimeError(
+                        f"{variant}: no count from callgrind:\n{proc.stderr[-2000:]}"
+                    )
+                got["instructions"] = int(counted.group(1))
             return got
     raise RuntimeError(f"{variant} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
@@ -313,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hog", type=int, default=0, help="busy processes on the client's core (a loaded machine)"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count user-space instructions of the measured part (valgrind), not CPU time",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
@@ -325,12 +399,20 @@ def main(argv: list[str] | None = None) -> int:
         variants.insert(1, "bench-before")
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     server = ["--ttft", str(args.ttft), "--itl", str(args.itl), "--output-len", str(args.tokens)]
+    args.toggle = None
+    workdir = tempfile.TemporaryDirectory()
+    if args.instructions:
+        missing = [tool for tool in ("valgrind", "cc") if shutil.which(tool) is None]
+        if missing:
+            parser.error(f"--instructions needs {' and '.join(missing)} on PATH")
+        args.toggle = _build_toggle(workdir.name)
     hogs = [subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while 1: pass"])
             for _ in range(args.hog)]  # fmt: skip
     try:
         with mock_server_process(*server, core=1) as url:
             _rounds(args, url, variants, runs)
     finally:
+        workdir.cleanup()
         for hog in hogs:
             hog.kill()
             hog.wait()
@@ -353,6 +435,9 @@ def _print(args: argparse.Namespace, runs: dict[tuple[str, str], list[dict[str, 
     print(f"{args.requests} requests x {args.tokens} tokens, concurrency {args.concurrency}, "
           f"server TTFT {args.ttft:g} s / ITL {args.itl:g} s in another process; "
           f"medians of {args.repeat} rounds")  # fmt: skip
+    if args.instructions:
+        _print_instructions(args, runs)
+        return
     print(f"{'loop':<8} {'harness':<12} {'CPU/req (us)':>13} {'CPU/chunk (us)':>15} "
           f"{'wall (s)':>9} {'kernel':>6} {'/bare':>6} {'/vllm':>6}  verdict")  # fmt: skip
     for (loop, v), got in runs.items():
@@ -381,6 +466,27 @@ def _print(args: argparse.Namespace, runs: dict[tuple[str, str], list[dict[str, 
                 old = f"{g['old_loop_p99_ms']:.2f} ms -> {g['old_verdict']}"
                 print(f"{loop}: loop lag P99 {g['loop_p99_ms']:.2f} ms -> {g['verdict']} "
                       f"(25 ms in flight); {old} (10 ms sleep loop)")  # fmt: skip
+
+
+def _print_instructions(
+    args: argparse.Namespace, runs: dict[tuple[str, str], list[dict[str, Any]]]
+) -> None:
+    import numpy as np
+
+    print(f"{'loop':<8} {'harness':<12} {'instr/req':>10} {'instr/chunk':>12} "
+          f"{'/bare':>6} {'/vllm':>6}")  # fmt: skip
+    for (loop, v), got in runs.items():
+        count = float(np.median([g["instructions"] for g in got]))
+        chunks = float(np.median([g["chunks"] for g in got]))
+        ratios = []
+        for base in ("bare", "vllm"):
+            other = runs.get((loop, base))
+            if other is None or v == base:
+                ratios.append("")
+                continue
+            ratios.append(f"{count / float(np.median([g['instructions'] for g in other])):.2f}")
+        print(f"{loop:<8} {v:<12} {count / args.requests:>10,.0f} {count / chunks:>12,.0f} "
+              f"{ratios[0]:>6} {ratios[1]:>6}")  # fmt: skip
 
 
 if __name__ == "__main__":
