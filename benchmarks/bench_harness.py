@@ -449,14 +449,7 @@ def _print(args: argparse.Namespace, runs: dict[tuple[str, str], list[dict[str, 
         kernel = (
             f"{np.median([g['sys_s'] / g['cpu_s'] for g in got]):.0%}" if "sys_s" in got[0] else ""
         )
-        ratios = []
-        for base in ("bare", "vllm"):
-            other = runs.get((loop, base))
-            if other is None or v == base:
-                ratios.append("")
-                continue
-            paired = [a["cpu_s"] / b["cpu_s"] for a, b in zip(got, other, strict=True)]
-            ratios.append(f"{np.median(paired):.2f}")
+        ratios = _ratios(runs, loop, v, "cpu_s")
         verdict = ",".join(sorted({g.get("verdict", "") for g in got}))
         print(f"{loop:<8} {v:<12} {per_req:>13.0f} {per_chunk:>15.2f} {wall:>9.2f} "
               f"{kernel:>6} {ratios[0]:>6} {ratios[1]:>6}  {verdict}")  # fmt: skip
@@ -466,6 +459,24 @@ def _print(args: argparse.Namespace, runs: dict[tuple[str, str], list[dict[str, 
                 old = f"{g['old_loop_p99_ms']:.2f} ms -> {g['old_verdict']}"
                 print(f"{loop}: loop lag P99 {g['loop_p99_ms']:.2f} ms -> {g['verdict']} "
                       f"(25 ms in flight); {old} (10 ms sleep loop)")  # fmt: skip
+
+
+def _ratios(
+    runs: dict[tuple[str, str], list[dict[str, Any]]], loop: str, variant: str, key: str
+) -> list[str]:
+    """*variant*'s *key* over the bare loop's and the vLLM-shaped harness's on *loop*:
+    the median of the per-round (paired) ratios; "" where there is no such run."""
+    import numpy as np
+
+    ratios = []
+    for base in ("bare", "vllm"):
+        other = runs.get((loop, base))
+        if other is None or variant == base:
+            ratios.append("")
+            continue
+        paired = [a[key] / b[key] for a, b in zip(runs[loop, variant], other, strict=True)]
+        ratios.append(f"{np.median(paired):.2f}")
+    return ratios
 
 
 def _print_instructions(
@@ -478,13 +489,7 @@ def _print_instructions(
     for (loop, v), got in runs.items():
         count = float(np.median([g["instructions"] for g in got]))
         chunks = float(np.median([g["chunks"] for g in got]))
-        ratios = []
-        for base in ("bare", "vllm"):
-            other = runs.get((loop, base))
-            if other is None or v == base:
-                ratios.append("")
-                continue
-            ratios.append(f"{count / float(np.median([g['instructions'] for g in other])):.2f}")
+        ratios = _ratios(runs, loop, v, "instructions")
         print(f"{loop:<8} {v:<12} {count / args.requests:>10,.0f} {count / chunks:>12,.0f} "
               f"{ratios[0]:>6} {ratios[1]:>6}")  # fmt: skip
 

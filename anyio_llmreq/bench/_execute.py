@@ -62,6 +62,12 @@ class RequestRecord:
 
     def to_json(self) -> dict[str, object]:
         """The ``--output-jsonl`` line for this request."""
+        data = self._own_fields()
+        data.update(_output_fields(self.output))
+        return data
+
+    def _own_fields(self) -> dict[str, object]:
+        """The line's fields before the output's."""
         data: dict[str, object] = {
             "index": self.index,
             "request_id": self.request_id,
@@ -73,7 +79,6 @@ class RequestRecord:
         if self.turn is not None:
             data["session_id"] = self.session_id
             data["turn"] = self.turn
-        data.update(_output_fields(self.output))
         return data
 
     def to_jsonl(self) -> bytes:
@@ -89,17 +94,7 @@ class RequestRecord:
         # was added (a subclass, or an attribute set on the output, goes to to_json).
         if type(output) is not RequestFuncOutput or len(output.__dict__) != _OUTPUT_FIELDS:
             return None
-        head: dict[str, object] = {
-            "index": self.index,
-            "request_id": self.request_id,
-            "worker": self.worker,
-            "scheduled_time": self.scheduled,
-            "dispatch_time": self.dispatched,
-            "timeout": self.timeout,
-        }
-        if self.turn is not None:
-            head["session_id"] = self.session_id
-            head["turn"] = self.turn
+        head = self._own_fields()
         try:
             first, rest = raw_dumps(head), raw_dumps(output)
         except TypeError:  # orjson.JSONEncodeError: big integers, odd keys, surrogates
