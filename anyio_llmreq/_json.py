@@ -202,16 +202,21 @@ else:
             elif kind is dict or kind is list or kind is tuple:
                 if depth >= _MAX_DEPTH or not _finite(item, depth + 1):
                     return False
-            elif kind not in _LEAVES and isinstance(item, float):  # a float subclass
-                if not _isfinite(item):
-                    return False
         return True
+
+    # Subclasses, dataclasses and datetimes to the stdlib, as it writes (or refuses) them:
+    # the walk for NaN below looks into exact containers only.
+    _RECORD_OPTIONS = (
+        orjson.OPT_PASSTHROUGH_SUBCLASS
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+    )
 
     def _orjson_record_dumps(obj: Any) -> bytes:
         """``record_dumps`` through orjson, save for what it would write as ``null``
         or refuses (non-``str`` keys, integers beyond 64 bits, lone surrogates)."""
         try:
-            line = _orjson_dumps(obj)
+            line = _orjson_dumps(obj, option=_RECORD_OPTIONS)
         except _OrjsonEncodeError:
             return std_record_dumps(obj)
         # orjson writes NaN as null: without a null there is nothing to check.

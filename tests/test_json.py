@@ -429,6 +429,34 @@ def test_record_keys_and_text_are_written_as_the_stdlib_writes_them(record_dumps
     assert record_dumps({"s": "\ud800"}) == b'{"s":"\\ud800"}'  # ASCII escape: reads back
 
 
+class _Floats(list):  # type: ignore[type-arg]
+    pass
+
+
+@dataclasses.dataclass
+class _Timing:
+    x: float = math.nan
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        collections.OrderedDict(x=math.nan),
+        _Floats([math.nan]),
+        _Timing(),
+        datetime.datetime(2024, 1, 2),
+        Tag("t"),
+    ],
+    ids=["OrderedDict", "list subclass", "dataclass", "datetime", "str subclass"],
+)
+def test_records_with_what_orjson_writes_otherwise_match_the_stdlib(value: Any) -> None:
+    """A NaN inside a container orjson writes itself (a subclass, a dataclass) would
+    be its null: these go the stdlib's way, written or refused as it does."""
+    assert _json.fast_record_dumps is not None
+    record = {"a": [1, {"b": value}]}
+    assert outcome(_json.fast_record_dumps, record) == outcome(_json.std_record_dumps, record)
+
+
 def test_a_record_with_small_floats_is_written_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
     """The stdlib's encoder is not called for an ordinary record: a 30 us HTTP phase
     (``3e-05``) is not a reason to fall back, as it is for ``dumps``."""

@@ -28,6 +28,7 @@ __all__ = (
     "RawHeaders",
     "encode_head",
     "framing",
+    "is_interim",
     "parse_chunk_size",
     "parse_head",
     "parse_response",
@@ -173,6 +174,12 @@ _PARSED_BYTES: Final = 2048  # larger heads are parsed each time: a bounded cach
 _REQUEST_ID: Final = b"\r\nx-request-id:"
 
 
+def is_interim(status: int) -> bool:
+    """Whether *status* is an interim response (100 Continue, 103 Early Hints), which
+    another head follows; 101 Switching Protocols is final."""
+    return 100 <= status < 200 and status != 101
+
+
 def parse_response(head: bytes, method: str, keep_alive: bool) -> Parsed:
     """``parse_head`` and ``framing`` of a response head (without its final CRLF CRLF)
     answering *method*, as one tuple; *keep_alive*: whether the request asked for it."""
@@ -194,8 +201,7 @@ def parse_response(head: bytes, method: str, keep_alive: bool) -> Parsed:
             version, status, reason, _, length, chunked, reusable = base
             return version, status, reason, fields, length, chunked, reusable
     version, status, reason, fields = parse_head(head)
-    if 100 <= status < 200 and status != 101:
-        # Interim (100 Continue, 103 Early Hints): the caller reads on; never cached.
+    if is_interim(status):  # the caller reads on: never cached
         return version, status, reason, fields, 0, False, keep_alive
     length, chunked, reusable = framing(version, status, method, fields, keep_alive=keep_alive)
     parsed = (version, status, reason, fields, length, chunked, reusable)

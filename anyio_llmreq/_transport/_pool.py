@@ -24,7 +24,7 @@ import httpx
 
 from ._body import Body, ChunkedFraming, CloseFraming, Framing, LengthFraming, shutdown
 from ._errors import describe, describe_os_error
-from ._http11 import MAX_HEAD, RawHeaders, encode_head, parse_response
+from ._http11 import MAX_HEAD, RawHeaders, encode_head, is_interim, parse_response
 from ._interface import ARRIVAL_EXTENSION, DEFAULT_READ_SIZE, Arrival, ConnectTimes, OwnStream
 from ._timers import AsyncioWatchdog, TrioWatchdog, Watchdog
 from ._tls import client_context
@@ -482,8 +482,8 @@ class AnyioTransport(httpx.AsyncBaseTransport):
                 buf = buf[end + 4 :]
                 searched = 0
                 parsed = parse_response(head, method, keep_alive)
-                if 100 <= parsed[1] < 200 and parsed[1] != 101:
-                    continue  # interim response (100 Continue, 103 Early Hints)
+                if is_interim(parsed[1]):
+                    continue
                 break
         finally:
             if watchdog is not None:

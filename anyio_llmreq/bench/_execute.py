@@ -9,6 +9,7 @@ implement it; a new executor (e.g. Ray) is one new module with a class like thei
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import operator
 import time
@@ -111,12 +112,11 @@ class RequestRecord:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-_OUTPUT_FIELDS = len(RequestFuncOutput.__dataclass_fields__)
-# The output's fields that are None in the usual record.
+_OUTPUT_FIELDS = len(dataclasses.fields(RequestFuncOutput))
+# The output's fields that default to None (and are None in the usual record).
 _NULLABLE = operator.attrgetter(
-    "status_code", "prompt_tokens", "reasoning_tokens", "ttft_reasoning", "ttft_content",
-    "http_phases",
-)  # fmt: skip
+    *(f.name for f in dataclasses.fields(RequestFuncOutput) if f.default is None)
+)
 
 
 def _field_names(output: RequestFuncOutput) -> tuple[str, ...]:
