@@ -326,8 +326,9 @@ class Client:
             ``write``/``pool`` are that client's own unless set here.
         verify: TLS verification: True (the trust store httpx uses), False, a CA
             bundle path or an ``ssl.SSLContext``.
-        api_key: sent as a bearer token to backends that take one; by default the
-            ``OPENAI_API_KEY`` environment variable, read at each request.
+        api_key: sent as a bearer token to backends that take one; ``""`` sends
+            none. By default (``None``) the ``OPENAI_API_KEY`` environment variable,
+            read at each request.
         clock: the clock every timing is read from.
         max_response_bytes: the largest stream event or non-streaming body buffered;
             a larger one fails the request instead of exhausting memory.
@@ -563,7 +564,7 @@ class Client:
         else:
             make = http.build_request
         http_request, audio = build_http_request(
-            make, resolved, request, self.api_key or api_key_from_env()
+            make, resolved, request, api_key_from_env() if self.api_key is None else self.api_key
         )
         exchange = Exchange(resolved, request, self.max_response_bytes, self.max_stream_bytes)
         exchange.input_audio_duration = audio

@@ -146,6 +146,24 @@ async def test_callers_headers_win_whatever_their_case(
         assert values == [value], (name, sent)
 
 
+async def test_the_api_key_is_the_clients_or_the_environments_at_each_request(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """None (the default) reads OPENAI_API_KEY at each request; "" sends no key."""
+    sent: list[str | None] = []
+    async with open_mock_server(MockBehaviour()) as server:
+        url = server.base_url + COMPLETIONS
+        async with make_client(transport) as default, make_client(transport, api_key="") as none:
+            for key in ("first", "second"):
+                monkeypatch.setenv("OPENAI_API_KEY", key)
+                for client in (default, none):
+                    assert (await client.send("openai", req(url))).success
+        for request in server.requests:
+            auth = [v for k, v in request.headers if k.lower() == "authorization"]
+            sent.append(auth[0] if auth else None)
+    assert sent == ["Bearer first", None, "Bearer second", None]
+
+
 @pytest.mark.parametrize(
     "headers",
     [

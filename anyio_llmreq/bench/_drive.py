@@ -12,6 +12,7 @@ import contextlib
 import functools
 import math
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,8 +23,9 @@ import anyio.abc
 import attrs
 
 from .._client import Client
+from .._engine import Timeouts
 from .._models import RequestFuncInput, RequestFuncOutput
-from ..backends._base import Backend
+from ..backends._base import Backend, api_key_from_env
 from ._execute import Execution, PhaseStats, RecordCallback, RequestRecord, measured_phase
 from ._plan import ScheduledRequest, WorkloadPlan
 from ._selfcheck import LoopLagMonitor
@@ -63,7 +65,7 @@ class LocalExecutor:
             client = self.client
             if client is None:
                 client = await stack.enter_async_context(
-                    Client(timeouts=plan.timeouts, verify=plan.target.verify)
+                    run_client(plan.timeouts, plan.target.verify)
                 )
             with measured_phase() as phase:
                 start = time.perf_counter()
@@ -131,6 +133,12 @@ def cancel_on_signal(
         return True
 
     return on_signal
+
+
+def run_client(timeouts: Timeouts, verify: bool | str | ssl.SSLContext) -> Client:
+    """The client a run sends with, in this process: ``OPENAI_API_KEY`` is read once,
+    as the run starts (the scrubber reads it then too), not at each request."""
+    return Client(timeouts=timeouts, verify=verify, api_key=api_key_from_env() or "")
 
 
 async def send_counted(

@@ -40,7 +40,7 @@ import anyio.to_thread
 import attrs
 
 from ._config import UsageError
-from ._drive import stop_signals, watch_signals
+from ._drive import run_client, stop_signals, watch_signals
 from ._execute import Execution, PhaseStats, RecordCallback, RequestRecord, measured_phase
 from ._plan import WorkloadPlan
 from ._workers import WorkerSpec, drive_spec, worker_specs
@@ -156,10 +156,8 @@ class _Share:
             self._finished += 1
 
     async def drive(self, start_wall: float, driver_start: float) -> tuple[PhaseStats, float]:
-        from .._client import Client
-
         spec = self.spec
-        async with Client(timeouts=spec.timeouts, verify=spec.verify) as client:
+        async with run_client(spec.timeouts, spec.verify) as client:
             start = time.perf_counter() + (start_wall - time.time())
             slack = start - time.perf_counter()
             shift = driver_start - start

@@ -18,6 +18,7 @@ from .._client import Client
 from .._loops import loop_backend
 from .._models import RequestFuncOutput
 from ._config import BenchConfig, UsageError
+from ._drive import run_client
 from ._execute import Executor, RequestRecord
 from ._limits import check_fd_budget, peak_streams, raise_fd_limit
 from ._metrics import BenchmarkMetrics, measure
@@ -150,7 +151,7 @@ async def _run(
     plan = await anyio.to_thread.run_sync(attach_media, plan)
     console.say_lines(intro_lines(config, plan))
     with RecordSink(config, console.scrub, len(plan.requests)) as sink:
-        async with Client(timeouts=plan.timeouts, verify=target.verify) as client:
+        async with run_client(plan.timeouts, target.verify) as client:
             await get_ready(config, client, plan, console)
             if config.profile:
                 await profile(config, target, "start", console)

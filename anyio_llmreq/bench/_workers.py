@@ -199,9 +199,9 @@ def _worker_main(conn: Connection, spec: WorkerSpec) -> None:
 async def _worker_async(conn: Connection, spec: WorkerSpec) -> None:
     import gc
 
-    from .._client import Client
+    from ._drive import run_client
 
-    async with Client(timeouts=spec.timeouts, verify=spec.verify) as client:
+    async with run_client(spec.timeouts, spec.verify) as client:
         conn.send(("ready", os.getpid()))
         message = await anyio.to_thread.run_sync(conn.recv)
         if message[0] != "start":
