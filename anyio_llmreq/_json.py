@@ -141,17 +141,27 @@ else:
             return std_loads(data)
         return obj
 
-    _STR_ONLY = frozenset((str,))
 
     def _plain(items: Any, depth: int) -> bool:
         """Whether orjson writes the container *items* byte for byte as the stdlib does."""
         if type(items) is dict:
-            if not items:
-                return True
-            if not set(map(type, items)) <= _STR_ONLY:
-                return False
-            items = items.values()
-        elif len(items) > 16 and set(map(type, items)) <= _LEAVES:
+            # A request payload: keys and values in one pass, the usual leaves first.
+            for key, value in items.items():
+                if type(key) is not str:
+                    return False
+                kind = type(value)
+                if kind is str or kind is int or kind is bool or value is None:
+                    continue
+                if kind is float:
+                    if not (1e-4 <= abs(value) < 1e16 or value == 0.0):  # NaN fails both
+                        return False
+                elif kind is dict or kind is list or kind is tuple:
+                    if depth >= _MAX_DEPTH or not _plain(value, depth + 1):
+                        return False
+                else:
+                    return False
+            return True
+        if len(items) > 16 and set(map(type, items)) <= _LEAVES:
             return True  # a long list of scalars (token ids): one pass in C
         for value in items:
             kind = type(value)
