@@ -128,7 +128,9 @@ class SSEEvent:
     retry: int | None = None
 
 
-@attrs.frozen
+# One each per request, frozen: without slots, attrs' __init__ fills the instance dict
+# directly instead of calling object.__setattr__ for each field (a quarter less).
+@attrs.frozen(slots=False)
 class RequestSpec:
     """The HTTP request a backend wants sent: everything but auth and timing.
 
@@ -296,7 +298,7 @@ class Accumulator:
         return False
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # one per request: see RequestSpec
 class Completion:
     """The final fields a backend derives from an ``Accumulator``."""
 
