@@ -57,7 +57,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["dumps", "loads", "raw_dumps", "record_dumps", "token_loads"]
@@ -145,6 +145,7 @@ else:
 
     def _plain(items: Any, depth: int) -> bool:
         """Whether orjson writes the container *items* byte for byte as the stdlib does."""
+        pairs: Iterable[tuple[Any, Any]]
         if type(items) is dict:
             pairs = items.items()  # keys and values in one pass: no set of key types
         elif len(items) > 16 and set(map(type, items)) <= _LEAVES:
